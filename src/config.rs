@@ -1,0 +1,178 @@
+//! Server configuration: what `main` parses from flags and `AURALIS_*` variables, and what tests
+//! build directly.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Which renderer to use (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The best available: the GPU when one can be used, else the CPU reference renderer.
+    #[default]
+    Auto,
+    /// The wgpu compute renderer; an error when it cannot be used.
+    Gpu,
+    /// The CPU reference renderer.
+    Cpu,
+}
+
+/// One station: a name listeners pick and the seed its music grows from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StationConfig {
+    pub name: String,
+    pub seed: u64,
+}
+
+/// A station specification on the command line is not `NAME=SEED`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("station {0:?}: expected NAME=SEED (name: letters, digits, '-' or '_'; seed: an unsigned integer)")]
+    BadStation(String),
+    #[error("duplicate station name {0:?}")]
+    DuplicateStation(String),
+    #[error("--chunk-ms must be between 10 and 1000 and give whole frames at the sample rate (got {0})")]
+    BadChunk(u32),
+    #[error("--sample-rate must be between 8000 and 192000 (got {0})")]
+    BadSampleRate(u32),
+    #[error("--buffer-ms must be at least one chunk and at most 10000 ms (got {0})")]
+    BadBuffer(u32),
+}
+
+impl std::str::FromStr for StationConfig {
+    type Err = ConfigError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError::BadStation(spec.to_string());
+        let (name, seed) = spec.split_once('=').ok_or_else(bad)?;
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name {
+            return Err(bad());
+        }
+        let seed = seed.trim().parse().map_err(|_| bad())?;
+        Ok(Self {
+            name: name.to_string(),
+            seed,
+        })
+    }
+}
+
+/// Everything the server needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on (used by `main`; tests bind their own listener on port 0).
+    pub addr: SocketAddr,
+    /// Stations to serve; the first is the default for `/ws` without a station.
+    pub stations: Vec<StationConfig>,
+    pub sample_rate: u32,
+    /// Duration of one chunk (one WebSocket audio message).
+    pub chunk_ms: u32,
+    /// How far synthesis renders ahead of the pacer: the ring's target depth.
+    pub buffer_ms: u32,
+    pub backend: BackendChoice,
+    /// Chunks a listener may fall behind before it skips to the live edge.
+    pub listener_queue_chunks: usize,
+    /// A single frame write that takes longer than this disconnects the listener (it stopped reading).
+    pub send_timeout: Duration,
+    /// Kernel send buffer per listener socket; bounds memory and latency for stalled clients.
+    pub tcp_send_buffer_bytes: Option<usize>,
+    /// Largest client text message accepted (bytes).
+    pub max_client_message_bytes: usize,
+    /// Longest the server waits for listeners to close on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            stations: vec![StationConfig {
+                name: "default".to_string(),
+                seed: 1,
+            }],
+            sample_rate: 48_000,
+            chunk_ms: 100,
+            buffer_ms: 300,
+            backend: BackendChoice::Auto,
+            listener_queue_chunks: 16,
+            send_timeout: Duration::from_secs(5),
+            tcp_send_buffer_bytes: Some(64 * 1024),
+            max_client_message_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// Frames in one chunk.
+    pub fn chunk_frames(&self) -> usize {
+        (self.sample_rate as u64 * self.chunk_ms as u64 / 1000) as usize
+    }
+
+    pub fn chunk_period(&self) -> Duration {
+        Duration::from_millis(self.chunk_ms as u64)
+    }
+
+    /// Chunks the synthesis thread keeps rendered ahead.
+    pub fn buffer_chunks(&self) -> usize {
+        (self.buffer_ms as usize).div_ceil(self.chunk_ms as usize).max(1)
+    }
+
+    /// Checks the values that flags and tests can get wrong.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(8_000..=192_000).contains(&self.sample_rate) {
+            return Err(ConfigError::BadSampleRate(self.sample_rate));
+        }
+        if !(10..=1000).contains(&self.chunk_ms)
+            || (self.sample_rate as u64 * self.chunk_ms as u64) % 1000 != 0
+        {
+            return Err(ConfigError::BadChunk(self.chunk_ms));
+        }
+        if self.buffer_ms < self.chunk_ms || self.buffer_ms > 10_000 {
+            return Err(ConfigError::BadBuffer(self.buffer_ms));
+        }
+        for (i, station) in self.stations.iter().enumerate() {
+            if self.stations[..i].iter().any(|s| s.name == station.name) {
+                return Err(ConfigError::DuplicateStation(station.name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_station_specs() {
+        let s: StationConfig = "jazz-2=42".parse().unwrap();
+        assert_eq!(s.name, "jazz-2");
+        assert_eq!(s.seed, 42);
+        for bad in ["jazz", "=1", "a b=1", "x=-1", "x=abc", "x="] {
+            assert!(bad.parse::<StationConfig>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn validates() {
+        assert!(Config::default().validate().is_ok());
+        let mut c = Config::default();
+        c.chunk_ms = 7;
+        assert_eq!(c.validate(), Err(ConfigError::BadChunk(7)));
+        let mut c = Config::default();
+        c.stations.push(c.stations[0].clone());
+        assert!(matches!(c.validate(), Err(ConfigError::DuplicateStation(_))));
+        let mut c = Config::default();
+        c.buffer_ms = 50;
+        assert_eq!(c.validate(), Err(ConfigError::BadBuffer(50)));
+        assert_eq!(Config::default().chunk_frames(), 4800);
+        assert_eq!(Config::default().buffer_chunks(), 3);
+    }
+}

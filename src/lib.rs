@@ -1,0 +1,10 @@
+//! Auralis: a real-time generative audio streaming server with built-in telemetry.
+//!
+//! Data flow for one station (see `docs/` and the module docs):
+//! [`synth`] (composer + renderer, on its own thread) -> [`pipeline::ring`] (lock-free SPSC) ->
+//! [`pipeline::pacer`] (absolute 100 ms deadlines) -> [`stream::hub`] (encode once, fan out) ->
+//! [`stream::ws`] (one task pair per listener). [`telemetry`] records every stage; [`http`] serves
+//! it all; [`server::run`] wires it together.
+
+pub mod config;
+pub mod synth;

@@ -1,0 +1,167 @@
+//! Synthesis: the composer ([`score`]) decides what sounds; a renderer turns it into samples.
+//!
+//! [`Synth`] ties one station's score to a renderer and is what the synthesis thread, the offline
+//! `render` command and the benches all call, so they produce the same samples by construction.
+
+pub mod cpu;
+pub mod score;
+pub mod voice;
+
+use crate::config::BackendChoice;
+pub use cpu::{CpuRenderer, RenderError, CHANNELS};
+pub use score::{MusicParams, Score};
+pub use voice::{Voice, VoiceKind, VoiceTable};
+
+/// The renderer a station actually uses, after resolving `--backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Cpu,
+}
+
+impl Backend {
+    /// Label value for metrics and status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+        }
+    }
+}
+
+/// The requested backend cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("the GPU renderer is not available in this build; use --backend cpu or --backend auto")]
+    GpuUnavailable,
+}
+
+/// Resolves `--backend`: `auto` picks the best renderer available, `gpu` insists on the GPU.
+///
+/// # Errors
+/// [`BackendError::GpuUnavailable`] when `gpu` is requested and no GPU renderer can be used.
+pub fn select_backend(choice: BackendChoice) -> Result<Backend, BackendError> {
+    match choice {
+        BackendChoice::Auto | BackendChoice::Cpu => Ok(Backend::Cpu),
+        BackendChoice::Gpu => Err(BackendError::GpuUnavailable),
+    }
+}
+
+/// One station's synthesis: score, voice table and renderer, all allocated up front.
+#[derive(Debug)]
+pub struct Synth {
+    score: Score,
+    table: VoiceTable,
+    renderer: CpuRenderer,
+}
+
+impl Synth {
+    /// A synthesiser for `score` that renders blocks of up to `max_frames` frames.
+    pub fn new(score: Score, max_frames: usize) -> Self {
+        Self {
+            score,
+            table: VoiceTable::new(),
+            renderer: CpuRenderer::new(max_frames),
+        }
+    }
+
+    pub fn score(&self) -> &Score {
+        &self.score
+    }
+
+    /// Renders the block starting at stream frame `position` into `out` (interleaved stereo;
+    /// its length sets the block size). Does not allocate.
+    ///
+    /// # Errors
+    /// [`RenderError`] when `out` is longer than the renderer was built for or not whole frames.
+    pub fn render(&mut self, position: u64, out: &mut [f32]) -> Result<(), RenderError> {
+        let frames = (out.len() / CHANNELS) as u32;
+        self.score.compose(position, frames, &mut self.table);
+        self.renderer.render(&self.table, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(seed: u64, position: u64, frames: usize) -> Vec<f32> {
+        let mut synth = Synth::new(Score::new(seed, 48_000), frames);
+        let mut out = vec![0.0; frames * CHANNELS];
+        synth.render(position, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_chunk_renders_the_same_without_its_predecessors() {
+        let mut synth = Synth::new(Score::new(9, 48_000), 4800);
+        let mut out = vec![0.0; 9600];
+        for block in 0..20 {
+            synth.render(block * 4800, &mut out).unwrap();
+        }
+        assert_eq!(out, render(9, 19 * 4800, 4800));
+    }
+
+    #[test]
+    fn no_clicks_at_block_boundaries() {
+        // Render 60 s in 100 ms blocks and compare the jump across each boundary with the
+        // largest jump inside the blocks: a boundary must never be the odd one out.
+        let mut synth = Synth::new(Score::new(5, 48_000), 4800);
+        let mut out = vec![0.0; 9600];
+        let mut prev = [0.0f32; 2];
+        let (mut max_inside, mut max_boundary) = (0.0f32, 0.0f32);
+        for block in 0..600u64 {
+            synth.render(block * 4800, &mut out).unwrap();
+            for ch in 0..2 {
+                if block > 0 {
+                    max_boundary = max_boundary.max((out[ch] - prev[ch]).abs());
+                }
+                for k in 1..4800 {
+                    max_inside = max_inside.max((out[2 * k + ch] - out[2 * (k - 1) + ch]).abs());
+                }
+                prev[ch] = out[9600 - 2 + ch];
+            }
+        }
+        assert!(max_inside > 0.0);
+        assert!(
+            max_boundary <= max_inside,
+            "boundary jump {max_boundary} > in-block jump {max_inside}"
+        );
+    }
+
+    #[test]
+    fn sounds_like_music_not_silence_or_noise() {
+        // Ten seconds: within the s16 range, a sensible level, and both channels busy.
+        let out = render(11, 0, 480_000);
+        let peak = out.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+        let rms = (out.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / out.len() as f64).sqrt();
+        let dbfs = 20.0 * rms.log10();
+        assert!(peak <= 1.0, "peak {peak}");
+        assert!((-26.0..=-10.0).contains(&dbfs), "level {dbfs:.1} dBFS");
+        let left: f64 = out.iter().step_by(2).map(|s| s.abs() as f64).sum();
+        let right: f64 = out.iter().skip(1).step_by(2).map(|s| s.abs() as f64).sum();
+        assert!(left > 0.0 && right > 0.0 && (left / right - 1.0).abs() < 0.5);
+    }
+
+    #[test]
+    fn clean_ten_hours_in() {
+        // The f32-time trap: a block ten hours in must be as smooth as one at the start.
+        let max_step = |out: &[f32]| {
+            out.chunks_exact(2)
+                .zip(out.chunks_exact(2).skip(1))
+                .map(|(a, b)| (a[0] - b[0]).abs().max((a[1] - b[1]).abs()))
+                .fold(0.0f32, f32::max)
+        };
+        let early = render(3, 48_000 * 20, 48_000);
+        let late = render(3, 48_000 * 36_000 + 48_000 * 20, 48_000);
+        assert!(max_step(&late) < 2.0 * max_step(&early) + 0.01);
+    }
+
+    #[test]
+    fn gpu_backend_is_a_clear_error_until_available() {
+        assert_eq!(select_backend(BackendChoice::Auto), Ok(Backend::Cpu));
+        assert_eq!(select_backend(BackendChoice::Cpu), Ok(Backend::Cpu));
+        assert!(select_backend(BackendChoice::Gpu)
+            .unwrap_err()
+            .to_string()
+            .contains("--backend cpu"));
+    }
+}
