@@ -8,3 +8,6 @@
 
 pub mod config;
 pub mod synth;
+pub mod stream;
+pub mod telemetry;
+pub mod pipeline;

@@ -1,0 +1,379 @@
+//! The pacer: releases exactly one chunk per period, on absolute deadlines.
+//!
+//! Deadline `k` is `start + k * period`, so timer lateness never accumulates into drift. An empty
+//! ring is an underrun: the pacer sends flagged silence for that position and the clock keeps
+//! going; synthesis, told where the live edge is, skips what it missed.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{sleep, sleep_until, Instant};
+
+use super::ring::{ChunkConsumer, RenderedChunk};
+use super::synthesis::SynthesisShared;
+use super::unix_nanos;
+use crate::stream::hub::{Frame, StationHub};
+use crate::stream::protocol::{
+    encode_frame, encode_silence, FrameHeader, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL,
+};
+
+/// Release intervals kept for the standard-deviation gauge.
+const INTERVAL_WINDOW: usize = 50;
+/// Later than this behind its deadline, the pacer stops bursting to catch up and jumps instead.
+const MAX_CATCH_UP: Duration = Duration::from_secs(1);
+/// Longest the pacer waits at start for synthesis to fill the ring.
+const PREFILL_WAIT: Duration = Duration::from_secs(2);
+
+/// One station's pacer state (the timing loop is [`run`]).
+pub struct Pacer {
+    consumer: ChunkConsumer,
+    synthesis: Arc<SynthesisShared>,
+    waker: Option<Thread>,
+    /// Header fields that never change; sequence, position, flags and times are filled per chunk.
+    template: FrameHeader,
+    chunk_frames: u64,
+    chunk_seconds: f64,
+    target_depth: usize,
+    next_position: u64,
+    next_sequence: u64,
+    /// Flags for the next frame (a discontinuity after a jump).
+    pending_flags: u16,
+    /// A chunk popped too early (ahead of the live position); sent when its time comes.
+    early: Option<RenderedChunk>,
+    intervals: [f64; INTERVAL_WINDOW],
+    interval_count: usize,
+    last_release: Option<Instant>,
+    seen_overruns: u64,
+    seen_skips: u64,
+}
+
+impl Pacer {
+    /// A pacer starting at `start_position` (sequence number `start_position / chunk_frames`).
+    pub fn new(
+        consumer: ChunkConsumer,
+        synthesis: Arc<SynthesisShared>,
+        waker: Option<Thread>,
+        template: FrameHeader,
+        start_position: u64,
+        target_depth: usize,
+    ) -> Self {
+        let chunk_frames = template.frames as u64;
+        Self {
+            consumer,
+            synthesis,
+            waker,
+            chunk_seconds: chunk_frames as f64 / template.sample_rate as f64,
+            template,
+            chunk_frames,
+            target_depth,
+            next_position: start_position,
+            next_sequence: start_position / chunk_frames.max(1),
+            pending_flags: 0,
+            early: None,
+            intervals: [0.0; INTERVAL_WINDOW],
+            interval_count: 0,
+            last_release: None,
+            seen_overruns: 0,
+            seen_skips: 0,
+        }
+    }
+
+    /// Chunks waiting in the ring.
+    pub fn depth(&self) -> usize {
+        self.consumer.depth() + usize::from(self.early.is_some())
+    }
+
+    /// Jumps the stream `chunks` ahead (the pacer fell too far behind); the next frame is flagged.
+    pub fn skip(&mut self, chunks: u64) {
+        self.next_position += chunks * self.chunk_frames;
+        self.next_sequence += chunks;
+        self.pending_flags |= FLAG_DISCONTINUITY;
+        self.synthesis.set_live_position(self.next_position);
+    }
+
+    /// The chunk for the current position, or `None` when synthesis has not rendered it.
+    fn take_current(&mut self, hub: &StationHub) -> Option<RenderedChunk> {
+        let position = self.next_position;
+        loop {
+            let chunk = match self.early.take() {
+                Some(chunk) => chunk,
+                None => self.consumer.pop()?,
+            };
+            if chunk.position == position {
+                return Some(chunk);
+            }
+            if chunk.position > position {
+                self.early = Some(chunk);
+                return None;
+            }
+            // Rendered too late: silence already went out for this position.
+            hub.metrics.overruns.increment(1);
+            hub.stats.overruns.fetch_add(1, Ordering::Relaxed);
+            self.consumer.recycle(chunk.samples);
+        }
+    }
+
+    /// Produces and publishes the frame for the current position, and advances.
+    pub fn release(&mut self, hub: &StationHub, now: Instant) -> Frame {
+        let chunk = self.take_current(hub);
+        let depth = self.depth();
+        let mut header = FrameHeader {
+            flags: std::mem::take(&mut self.pending_flags),
+            sequence: self.next_sequence,
+            position: self.next_position,
+            sent_unix_ns: unix_nanos(),
+            ..self.template
+        };
+        let bytes = match chunk {
+            Some(chunk) => {
+                header.rendered_unix_ns = chunk.rendered_unix_ns;
+                let render_seconds = chunk.render_nanos as f64 / 1e9;
+                hub.metrics.synthesis_duration.record(render_seconds);
+                if render_seconds > 0.0 {
+                    hub.metrics
+                        .realtime_factor
+                        .set(self.chunk_seconds / render_seconds);
+                }
+                let bytes = encode_frame(&header, &chunk.samples);
+                self.consumer.recycle(chunk.samples);
+                bytes
+            }
+            None => {
+                header.flags |= FLAG_UNDERRUN_FILL;
+                header.rendered_unix_ns = header.sent_unix_ns;
+                hub.metrics.underruns.increment(1);
+                hub.stats.underruns.fetch_add(1, Ordering::Relaxed);
+                encode_silence(&header)
+            }
+        };
+        self.next_position += self.chunk_frames;
+        self.next_sequence += 1;
+        self.synthesis.set_live_position(self.next_position);
+        if let Some(waker) = &self.waker {
+            waker.unpark();
+        }
+        self.record_ring(hub, depth);
+        self.record_interval(hub, now);
+        let frame = Frame {
+            sequence: header.sequence,
+            position: header.position,
+            flags: header.flags,
+            bytes,
+            popped_at: now,
+        };
+        hub.publish(frame.clone());
+        frame
+    }
+
+    fn record_ring(&mut self, hub: &StationHub, depth: usize) {
+        hub.metrics
+            .ring_depth
+            .set(depth as f64 * self.chunk_seconds);
+        hub.metrics
+            .ring_utilization
+            .set(depth as f64 / self.consumer.capacity().max(1) as f64);
+        hub.stats
+            .ring_depth_chunks
+            .store(depth as u64, Ordering::Relaxed);
+        let overruns = self.synthesis.overruns();
+        hub.metrics.overruns.increment(overruns - self.seen_overruns);
+        hub.stats
+            .overruns
+            .fetch_add(overruns - self.seen_overruns, Ordering::Relaxed);
+        self.seen_overruns = overruns;
+        let skips = self.synthesis.skipped_chunks();
+        hub.metrics.synthesis_skipped.increment(skips - self.seen_skips);
+        self.seen_skips = skips;
+    }
+
+    fn record_interval(&mut self, hub: &StationHub, now: Instant) {
+        if let Some(last) = self.last_release.replace(now) {
+            let interval = now.duration_since(last).as_secs_f64();
+            self.intervals[self.interval_count % INTERVAL_WINDOW] = interval;
+            self.interval_count += 1;
+            let n = self.interval_count.min(INTERVAL_WINDOW);
+            let window = &self.intervals[..n];
+            let mean = window.iter().sum::<f64>() / n as f64;
+            let variance = window.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+            hub.metrics.interval_stddev.set(variance.sqrt());
+        }
+    }
+}
+
+/// Drives a pacer until `shutdown` turns true: waits for the ring to fill, then releases one chunk
+/// per `period` on absolute deadlines.
+pub async fn run(
+    mut pacer: Pacer,
+    hub: Arc<StationHub>,
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let prefill_deadline = Instant::now() + PREFILL_WAIT;
+    while pacer.depth() < pacer.target_depth && Instant::now() < prefill_deadline {
+        if *shutdown.borrow() {
+            return;
+        }
+        sleep(Duration::from_millis(2)).await;
+    }
+    let start = Instant::now();
+    let mut tick: u32 = 0;
+    loop {
+        let deadline = start + period * tick;
+        tokio::select! {
+            _ = sleep_until(deadline) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let now = Instant::now();
+        let late = now.saturating_duration_since(deadline);
+        hub.metrics.pacer_late.record(late.as_secs_f64());
+        if late > MAX_CATCH_UP {
+            // Stalled for a long time (e.g. the host was suspended): jump to the present rather
+            // than burst a second of audio at listeners.
+            let missed = (late.as_nanos() / period.as_nanos().max(1)) as u32;
+            pacer.skip(missed as u64);
+            tick += missed;
+            tracing::warn!(station = %hub.name, missed, "pacer fell behind; skipped to the live edge");
+        }
+        pacer.release(&hub, now);
+        tick += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::ring::{chunk_ring, ChunkProducer};
+    use crate::stream::protocol::{Codec, StreamFormat};
+    use crate::synth::Backend;
+
+    const FRAMES: u32 = 480;
+
+    fn template() -> FrameHeader {
+        FrameHeader {
+            codec: Codec::PcmS16Le,
+            channels: 2,
+            sample_rate: 4800,
+            frames: FRAMES,
+            flags: 0,
+            sequence: 0,
+            position: 0,
+            rendered_unix_ns: 0,
+            sent_unix_ns: 0,
+        }
+    }
+
+    fn hub(name: &str) -> Arc<StationHub> {
+        Arc::new(StationHub::new(
+            name.to_string(),
+            1,
+            Backend::Cpu,
+            StreamFormat {
+                codec: "pcm_s16le".into(),
+                sample_rate: 4800,
+                channels: 2,
+                frames_per_chunk: FRAMES,
+            },
+            100,
+            8,
+            64,
+        ))
+    }
+
+    fn push(producer: &mut ChunkProducer, position: u64, value: f32) {
+        let mut samples = producer.take_buffer().unwrap();
+        samples.fill(value);
+        producer
+            .push(RenderedChunk {
+                position,
+                rendered_unix_ns: 1,
+                render_nanos: 1000,
+                samples,
+            })
+            .unwrap();
+    }
+
+    fn setup(name: &str) -> (ChunkProducer, Pacer, Arc<StationHub>, Arc<SynthesisShared>) {
+        let (producer, consumer) = chunk_ring(8, FRAMES as usize * 2);
+        let shared = Arc::new(SynthesisShared::new(0));
+        let pacer = Pacer::new(consumer, Arc::clone(&shared), None, template(), 0, 2);
+        (producer, pacer, hub(name), shared)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn releases_on_absolute_deadlines_and_fills_underruns() {
+        let (mut producer, pacer, hub, shared) = setup("pacer-test-a");
+        push(&mut producer, 0, 0.5);
+        push(&mut producer, FRAMES as u64, 0.5);
+        let (_, mut rx) = hub.subscribe();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let period = Duration::from_millis(100);
+        let task = tokio::spawn(run(pacer, Arc::clone(&hub), period, stop_rx));
+
+        let mut frames = Vec::new();
+        for _ in 0..5 {
+            frames.push((rx.recv().await.unwrap(), Instant::now()));
+        }
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+
+        for (i, (frame, _)) in frames.iter().enumerate() {
+            assert_eq!(frame.sequence, i as u64);
+            assert_eq!(frame.position, i as u64 * FRAMES as u64);
+            let (header, payload) = FrameHeader::decode(&frame.bytes).unwrap();
+            assert_eq!(header.sequence, frame.sequence);
+            if i < 2 {
+                assert_eq!(header.flags, 0);
+                assert!(payload.iter().any(|b| *b != 0));
+            } else {
+                assert_eq!(header.flags, FLAG_UNDERRUN_FILL, "frame {i} is flagged silence");
+                assert!(payload.iter().all(|b| *b == 0));
+            }
+        }
+        // Exactly one period apart: absolute deadlines under paused time.
+        for pair in frames.windows(2) {
+            assert_eq!(pair[1].1 - pair[0].1, period);
+        }
+        assert_eq!(hub.stats.underruns.load(Ordering::Relaxed), 3);
+        assert_eq!(shared.live_position(), 5 * FRAMES as u64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_chunks_are_discarded_and_counted() {
+        let (mut producer, mut pacer, hub, _shared) = setup("pacer-test-b");
+        let now = Instant::now();
+        // Position 0 is missing: underrun. Then the chunk for 0 arrives late, followed by 1.
+        let first = pacer.release(&hub, now);
+        assert_eq!(first.flags, FLAG_UNDERRUN_FILL);
+        push(&mut producer, 0, 0.1);
+        push(&mut producer, FRAMES as u64, 0.2);
+        let second = pacer.release(&hub, now);
+        assert_eq!(second.position, FRAMES as u64);
+        assert_eq!(second.flags, 0);
+        assert_eq!(hub.stats.overruns.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunk_ahead_of_time_waits_for_its_slot() {
+        let (mut producer, mut pacer, hub, _shared) = setup("pacer-test-c");
+        push(&mut producer, FRAMES as u64, 0.3);
+        let now = Instant::now();
+        assert_eq!(pacer.release(&hub, now).flags, FLAG_UNDERRUN_FILL);
+        let next = pacer.release(&hub, now);
+        assert_eq!((next.position, next.flags), (FRAMES as u64, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_stall_jumps_ahead_with_a_discontinuity() {
+        let (_producer, mut pacer, hub, shared) = setup("pacer-test-d");
+        let now = Instant::now();
+        pacer.release(&hub, now);
+        pacer.skip(30);
+        let frame = pacer.release(&hub, now);
+        assert_eq!(frame.sequence, 31);
+        assert_ne!(frame.flags & FLAG_DISCONTINUITY, 0);
+        assert_eq!(shared.live_position(), 32 * FRAMES as u64);
+    }
+}

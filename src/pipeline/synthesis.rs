@@ -1,0 +1,187 @@
+//! The synthesis thread: renders ahead of the pacer into the ring.
+//!
+//! Real-time contract: after [`spawn`] returns, the loop never allocates, locks, logs or awaits.
+//! It talks to the rest of the server only through atomics in [`SynthesisShared`] and the ring;
+//! the pacer turns those counts into metrics.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::ring::{ChunkProducer, RenderedChunk};
+use super::unix_nanos;
+use crate::synth::Synth;
+
+/// State shared between the synthesis thread and the rest of the station.
+#[derive(Debug)]
+pub struct SynthesisShared {
+    /// Set to stop the thread.
+    stop: AtomicBool,
+    /// The next position the pacer will send; synthesis never renders anything older.
+    live_position: AtomicU64,
+    /// Chunks skipped because the pacer had passed them before they were rendered.
+    skipped_chunks: AtomicU64,
+    /// Chunks rendered but refused by a full ring.
+    overruns: AtomicU64,
+    /// Fault injection for tests: while set, the thread renders nothing (as if it were starved).
+    /// Off unless a test sets it; production code never does.
+    stalled: AtomicBool,
+}
+
+impl SynthesisShared {
+    /// Shared state for a thread that starts rendering at `start_position`.
+    pub fn new(start_position: u64) -> Self {
+        Self {
+            stop: AtomicBool::new(false),
+            live_position: AtomicU64::new(start_position),
+            skipped_chunks: AtomicU64::new(0),
+            overruns: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    /// Tells synthesis where the live edge is (called by the pacer after each tick).
+    pub fn set_live_position(&self, position: u64) {
+        self.live_position.store(position, Ordering::Release);
+    }
+
+    pub fn live_position(&self) -> u64 {
+        self.live_position.load(Ordering::Acquire)
+    }
+
+    pub fn skipped_chunks(&self) -> u64 {
+        self.skipped_chunks.load(Ordering::Relaxed)
+    }
+
+    pub fn overruns(&self) -> u64 {
+        self.overruns.load(Ordering::Relaxed)
+    }
+
+    /// Test hook: stall (or resume) rendering to provoke underruns.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Release);
+    }
+}
+
+/// A running synthesis thread.
+pub struct SynthesisThread {
+    shared: Arc<SynthesisShared>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl SynthesisThread {
+    pub fn shared(&self) -> &Arc<SynthesisShared> {
+        &self.shared
+    }
+
+    /// Wakes the thread early (the pacer just freed a slot).
+    pub fn wake(&self) {
+        if let Some(handle) = &self.handle {
+            handle.thread().unpark();
+        }
+    }
+
+    /// A cheap handle the pacer keeps to wake the thread.
+    pub fn waker(&self) -> Option<thread::Thread> {
+        self.handle.as_ref().map(|h| h.thread().clone())
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(handle) = self.handle.take() {
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for SynthesisThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Settings for one synthesis thread.
+#[derive(Clone, Copy, Debug)]
+pub struct SynthesisSettings {
+    /// Position of the first chunk to render.
+    pub start_position: u64,
+    pub chunk_frames: usize,
+    /// Chunks to keep rendered ahead.
+    pub target_depth: usize,
+    pub chunk_period: Duration,
+}
+
+/// Starts the synthesis thread for one station.
+///
+/// # Errors
+/// The OS refused to create the thread.
+pub fn spawn(
+    name: &str,
+    mut synth: Synth,
+    mut producer: ChunkProducer,
+    settings: SynthesisSettings,
+) -> std::io::Result<SynthesisThread> {
+    let shared = Arc::new(SynthesisShared::new(settings.start_position));
+    let thread_shared = Arc::clone(&shared);
+    let handle = thread::Builder::new()
+        .name(format!("synth-{name}"))
+        .spawn(move || {
+            render_loop(&mut synth, &mut producer, &thread_shared, settings);
+        })?;
+    Ok(SynthesisThread {
+        shared,
+        handle: Some(handle),
+    })
+}
+
+fn render_loop(
+    synth: &mut Synth,
+    producer: &mut ChunkProducer,
+    shared: &SynthesisShared,
+    settings: SynthesisSettings,
+) {
+    let frames = settings.chunk_frames as u64;
+    let idle_wait = settings.chunk_period / 4;
+    let mut next = settings.start_position;
+    loop {
+        if shared.stop.load(Ordering::Acquire) || producer.is_abandoned() {
+            return;
+        }
+        let live = shared.live_position.load(Ordering::Acquire);
+        if next < live {
+            let behind = (live - next).div_ceil(frames);
+            shared.skipped_chunks.fetch_add(behind, Ordering::Relaxed);
+            next += behind * frames;
+        }
+        let wanted =
+            !shared.stalled.load(Ordering::Acquire) && producer.depth() < settings.target_depth;
+        if wanted {
+            if let Some(mut samples) = producer.take_buffer() {
+                let started = Instant::now();
+                if synth.render(next, &mut samples).is_err() {
+                    // Unreachable with buffers sized at start-up; never send garbage.
+                    samples.fill(0.0);
+                }
+                let chunk = RenderedChunk {
+                    position: next,
+                    rendered_unix_ns: unix_nanos(),
+                    render_nanos: started.elapsed().as_nanos() as u64,
+                    samples,
+                };
+                match producer.push(chunk) {
+                    Ok(()) => next += frames,
+                    Err(refused) => {
+                        shared.overruns.fetch_add(1, Ordering::Relaxed);
+                        producer.give_back(refused.samples);
+                        thread::park_timeout(idle_wait);
+                    }
+                }
+                continue;
+            }
+        }
+        thread::park_timeout(idle_wait);
+    }
+}

@@ -1,0 +1,114 @@
+//! The per-station fan-out: each chunk is encoded once and shared with every listener.
+//!
+//! A `tokio::sync::broadcast` channel carries [`Frame`]s (a refcounted `Bytes` each, never copied).
+//! A listener that falls more than the channel's capacity behind is told it lagged and skips to the
+//! live edge; it never slows the pacer or the other listeners. The newest frame is also kept so a
+//! new listener can start at once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::protocol::StreamFormat;
+use crate::synth::Backend;
+use crate::telemetry::metrics::StationMetrics;
+
+/// One encoded chunk, as released by the pacer.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub sequence: u64,
+    pub position: u64,
+    pub flags: u16,
+    /// Header and payload, ready to send.
+    pub bytes: Bytes,
+    /// When the pacer popped the chunk off the ring (start of delivery latency).
+    pub popped_at: Instant,
+}
+
+/// Counters for `/api/status`, kept here so status never parses the metrics text.
+#[derive(Debug, Default)]
+pub struct StationStats {
+    pub listeners: AtomicU64,
+    pub chunks_published: AtomicU64,
+    pub underruns: AtomicU64,
+    pub overruns: AtomicU64,
+    pub ring_depth_chunks: AtomicU64,
+    pub last_sequence: AtomicU64,
+    pub last_position: AtomicU64,
+    /// Set once the pacer released its first chunk.
+    pub live: AtomicBool,
+}
+
+/// A station as listeners see it.
+pub struct StationHub {
+    pub name: String,
+    pub seed: u64,
+    pub backend: Backend,
+    pub format: StreamFormat,
+    pub chunk_ms: u32,
+    pub ring_capacity_chunks: usize,
+    pub metrics: StationMetrics,
+    pub stats: StationStats,
+    sender: broadcast::Sender<Frame>,
+    latest: Mutex<Option<Frame>>,
+}
+
+impl StationHub {
+    /// A hub whose listeners may fall `queue_chunks` chunks behind before skipping ahead.
+    pub fn new(
+        name: String,
+        seed: u64,
+        backend: Backend,
+        format: StreamFormat,
+        chunk_ms: u32,
+        ring_capacity_chunks: usize,
+        queue_chunks: usize,
+    ) -> Self {
+        let metrics = StationMetrics::new(&name, backend.as_str());
+        let (sender, _) = broadcast::channel(queue_chunks.max(1));
+        Self {
+            name,
+            seed,
+            backend,
+            format,
+            chunk_ms,
+            ring_capacity_chunks,
+            metrics,
+            stats: StationStats::default(),
+            sender,
+            latest: Mutex::new(None),
+        }
+    }
+
+    /// Releases a frame to every listener.
+    pub fn publish(&self, frame: Frame) {
+        self.stats
+            .last_sequence
+            .store(frame.sequence, Ordering::Relaxed);
+        self.stats
+            .last_position
+            .store(frame.position, Ordering::Relaxed);
+        self.stats.chunks_published.fetch_add(1, Ordering::Relaxed);
+        self.stats.live.store(true, Ordering::Release);
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = Some(frame.clone());
+        }
+        // No receivers is fine: nobody is listening right now.
+        let _ = self.sender.send(frame);
+    }
+
+    /// Subscribes to the live stream; also returns the newest frame so playback can start at once.
+    /// Frames in the receiver with a sequence at or below the returned frame's are duplicates.
+    pub fn subscribe(&self) -> (Option<Frame>, broadcast::Receiver<Frame>) {
+        let receiver = self.sender.subscribe();
+        let latest = self.latest.lock().ok().and_then(|l| l.clone());
+        (latest, receiver)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.stats.live.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,409 @@
+//! Every metric name, its help text, unit and buckets, in one place; plus the per-station handles
+//! the hot paths use (looked up once, never inside a loop).
+//!
+//! Labels come only from small fixed sets: station (from config), backend, reason.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Gauge, Histogram, Unit,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::stream::protocol::ErrorCode;
+
+pub const SYNTHESIS_DURATION: &str = "auralis_synthesis_duration_seconds";
+pub const SYNTHESIS_REALTIME_FACTOR: &str = "auralis_synthesis_realtime_factor";
+pub const SYNTHESIS_FALLBACKS: &str = "auralis_synthesis_fallbacks_total";
+pub const SYNTHESIS_SKIPPED: &str = "auralis_synthesis_skipped_chunks_total";
+pub const RING_DEPTH: &str = "auralis_ring_buffer_depth_seconds";
+pub const RING_UTILIZATION: &str = "auralis_ring_buffer_utilization_ratio";
+pub const RING_UNDERRUNS: &str = "auralis_ring_buffer_underruns_total";
+pub const RING_OVERRUNS: &str = "auralis_ring_buffer_overruns_total";
+pub const CHUNK_DELIVERY: &str = "auralis_chunk_delivery_seconds";
+pub const CHUNK_JITTER: &str = "auralis_chunk_jitter_seconds";
+pub const CHUNK_INTERVAL_STDDEV: &str = "auralis_chunk_interval_stddev_seconds";
+pub const PACER_LATE: &str = "auralis_pacer_tick_lateness_seconds";
+pub const STARTUP: &str = "auralis_startup_seconds";
+pub const WS_CONNECTIONS: &str = "auralis_ws_connections";
+pub const WS_CONNECTIONS_TOTAL: &str = "auralis_ws_connections_total";
+pub const WS_DISCONNECTIONS: &str = "auralis_ws_disconnections_total";
+pub const WS_CONNECTION_DURATION: &str = "auralis_ws_connection_duration_seconds";
+pub const WS_CHUNKS_SENT: &str = "auralis_ws_chunks_sent_total";
+pub const WS_BYTES_SENT: &str = "auralis_ws_bytes_sent_total";
+pub const WS_SEND_ERRORS: &str = "auralis_ws_send_errors_total";
+pub const WS_CHUNKS_DROPPED: &str = "auralis_ws_chunks_dropped_total";
+pub const WS_CLIENT_ERRORS: &str = "auralis_ws_client_errors_total";
+pub const CLIENT_LATENCY: &str = "auralis_client_latency_seconds";
+pub const CLIENT_BUFFER: &str = "auralis_client_buffer_seconds";
+pub const CLIENT_UNDERRUNS: &str = "auralis_client_underruns_total";
+pub const CLIENT_REPORTS: &str = "auralis_client_reports_total";
+pub const BUILD_INFO: &str = "auralis_build_info";
+
+/// Every metric this server exports, for docs and tests.
+pub const ALL: [&str; 27] = [
+    SYNTHESIS_DURATION,
+    SYNTHESIS_REALTIME_FACTOR,
+    SYNTHESIS_SKIPPED,
+    RING_DEPTH,
+    RING_UTILIZATION,
+    RING_UNDERRUNS,
+    RING_OVERRUNS,
+    CHUNK_DELIVERY,
+    CHUNK_JITTER,
+    CHUNK_INTERVAL_STDDEV,
+    PACER_LATE,
+    STARTUP,
+    WS_CONNECTIONS,
+    WS_CONNECTIONS_TOTAL,
+    WS_DISCONNECTIONS,
+    WS_CONNECTION_DURATION,
+    WS_CHUNKS_SENT,
+    WS_BYTES_SENT,
+    WS_SEND_ERRORS,
+    WS_CHUNKS_DROPPED,
+    WS_CLIENT_ERRORS,
+    CLIENT_LATENCY,
+    CLIENT_BUFFER,
+    CLIENT_UNDERRUNS,
+    CLIENT_REPORTS,
+    BUILD_INFO,
+    // process_* series come from metrics-process and are described there.
+    "process_resident_memory_bytes",
+];
+
+const FAST_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+const JITTER_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5,
+];
+const STARTUP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0];
+const CLIENT_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0];
+const DURATION_BUCKETS: &[f64] = &[
+    1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14_400.0, 86_400.0,
+];
+
+/// Why a listener's connection ended: the `reason` label of `auralis_ws_disconnections_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client closed the connection or went away.
+    ClientClosed,
+    /// The server is shutting down.
+    ServerShutdown,
+    /// A write to the socket failed.
+    SendError,
+    /// A single write did not complete within the send timeout: the client stopped reading.
+    SendTimeout,
+    /// The client sent a message larger than the limit.
+    MessageTooBig,
+    /// The client broke the WebSocket protocol.
+    ProtocolError,
+    /// The client asked for a protocol version the server does not speak.
+    UnsupportedProtocol,
+}
+
+impl DisconnectReason {
+    pub const ALL: [DisconnectReason; 7] = [
+        DisconnectReason::ClientClosed,
+        DisconnectReason::ServerShutdown,
+        DisconnectReason::SendError,
+        DisconnectReason::SendTimeout,
+        DisconnectReason::MessageTooBig,
+        DisconnectReason::ProtocolError,
+        DisconnectReason::UnsupportedProtocol,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientClosed => "client_closed",
+            DisconnectReason::ServerShutdown => "server_shutdown",
+            DisconnectReason::SendError => "send_error",
+            DisconnectReason::SendTimeout => "send_timeout",
+            DisconnectReason::MessageTooBig => "message_too_big",
+            DisconnectReason::ProtocolError => "protocol_error",
+            DisconnectReason::UnsupportedProtocol => "unsupported_protocol",
+        }
+    }
+}
+
+/// The Prometheus recorder, installed once per process (tests start many servers in one process).
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Error installing the recorder (another global recorder was already set).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the Prometheus recorder: {0}")]
+pub struct InstallError(String);
+
+/// Installs the Prometheus recorder (idempotent) with explicit buckets and all descriptions.
+///
+/// # Errors
+/// [`InstallError`] when a different global recorder is already installed.
+pub fn install() -> Result<PrometheusHandle, InstallError> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let buckets: [(&str, &[f64]); 10] = [
+        (SYNTHESIS_DURATION, FAST_BUCKETS),
+        (PACER_LATE, FAST_BUCKETS),
+        (CHUNK_DELIVERY, DELIVERY_BUCKETS),
+        (CHUNK_JITTER, JITTER_BUCKETS),
+        (STARTUP, STARTUP_BUCKETS),
+        (CLIENT_LATENCY, CLIENT_BUCKETS),
+        (CLIENT_BUFFER, CLIENT_BUCKETS),
+        (WS_CONNECTION_DURATION, DURATION_BUCKETS),
+        // Guard: any histogram added without buckets still renders as a histogram.
+        ("auralis_", DELIVERY_BUCKETS),
+        ("process_", DELIVERY_BUCKETS),
+    ];
+    let mut builder = PrometheusBuilder::new();
+    for (name, values) in buckets {
+        let matcher = if name.ends_with('_') {
+            Matcher::Prefix(name.to_string())
+        } else {
+            Matcher::Full(name.to_string())
+        };
+        builder = builder
+            .set_buckets_for_metric(matcher, values)
+            .map_err(|e| InstallError(e.to_string()))?;
+    }
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    // Only the first caller's recorder wins; a concurrent loser keeps the winner's handle.
+    let handle = match metrics::set_global_recorder(recorder) {
+        Ok(()) => HANDLE.get_or_init(|| handle).clone(),
+        Err(e) => HANDLE
+            .get()
+            .cloned()
+            .ok_or_else(|| InstallError(e.to_string()))?,
+    };
+    describe_all();
+    metrics_process::Collector::default().describe();
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(handle)
+}
+
+/// Runs the exporter's upkeep and samples process metrics every `period`, off the hot path.
+pub async fn upkeep(handle: PrometheusHandle, period: Duration) {
+    let collector = metrics_process::Collector::default();
+    let mut ticker = tokio::time::interval(period);
+    loop {
+        ticker.tick().await;
+        collector.collect();
+        handle.run_upkeep();
+    }
+}
+
+/// Renders the current metrics in the Prometheus text format, with fresh process figures.
+pub fn render(handle: &PrometheusHandle) -> String {
+    metrics_process::Collector::default().collect();
+    handle.render()
+}
+
+fn describe_all() {
+    describe_histogram!(
+        SYNTHESIS_DURATION,
+        Unit::Seconds,
+        "Time to compose and render one chunk on the synthesis thread."
+    );
+    describe_gauge!(
+        SYNTHESIS_REALTIME_FACTOR,
+        "Chunk duration divided by the time it took to render it (higher is better; below 1 cannot keep up)."
+    );
+    describe_counter!(
+        SYNTHESIS_FALLBACKS,
+        "Blocks rendered on the CPU because the GPU renderer failed, by reason."
+    );
+    describe_counter!(
+        SYNTHESIS_SKIPPED,
+        "Chunks the synthesis thread never rendered because the pacer had already passed them."
+    );
+    describe_gauge!(
+        RING_DEPTH,
+        Unit::Seconds,
+        "Audio rendered ahead and waiting in the ring buffer, sampled once per chunk."
+    );
+    describe_gauge!(
+        RING_UTILIZATION,
+        "Ring buffer fill as a fraction of its capacity (0..1)."
+    );
+    describe_counter!(
+        RING_UNDERRUNS,
+        "Chunks the pacer found the ring empty for and sent as flagged silence."
+    );
+    describe_counter!(
+        RING_OVERRUNS,
+        "Rendered chunks that could not be delivered: the ring was full, or the pacer had already sent silence for that position."
+    );
+    describe_histogram!(
+        CHUNK_DELIVERY,
+        Unit::Seconds,
+        "Time from the pacer popping a chunk off the ring to the listener's socket write completing."
+    );
+    describe_histogram!(
+        CHUNK_JITTER,
+        Unit::Seconds,
+        "Per listener: absolute difference between the interval since the previous chunk write and the chunk period."
+    );
+    describe_gauge!(
+        CHUNK_INTERVAL_STDDEV,
+        Unit::Seconds,
+        "Standard deviation of the pacer's chunk release intervals over the last 50 chunks."
+    );
+    describe_histogram!(
+        PACER_LATE,
+        Unit::Seconds,
+        "How late the pacer woke for each chunk deadline."
+    );
+    describe_histogram!(
+        STARTUP,
+        Unit::Seconds,
+        "Time from a WebSocket upgrade request to the first audio chunk written to it."
+    );
+    describe_gauge!(WS_CONNECTIONS, "Listeners connected now.");
+    describe_counter!(WS_CONNECTIONS_TOTAL, "Listeners that connected.");
+    describe_counter!(
+        WS_DISCONNECTIONS,
+        "Listeners that disconnected, by reason."
+    );
+    describe_histogram!(
+        WS_CONNECTION_DURATION,
+        Unit::Seconds,
+        "How long listeners stayed connected."
+    );
+    describe_counter!(WS_CHUNKS_SENT, "Audio chunks written to listeners.");
+    describe_counter!(
+        WS_BYTES_SENT,
+        Unit::Bytes,
+        "Bytes of audio frames written to listeners (WebSocket payloads)."
+    );
+    describe_counter!(WS_SEND_ERRORS, "Chunk writes to listeners that failed or timed out.");
+    describe_counter!(
+        WS_CHUNKS_DROPPED,
+        "Chunks a listener skipped, by reason (lagged: it fell behind and jumped to the live edge)."
+    );
+    describe_counter!(
+        WS_CLIENT_ERRORS,
+        "Client messages refused with an error, by reason."
+    );
+    describe_histogram!(
+        CLIENT_LATENCY,
+        Unit::Seconds,
+        "Client-reported latency from a chunk's render time to its playout."
+    );
+    describe_histogram!(
+        CLIENT_BUFFER,
+        Unit::Seconds,
+        "Client-reported playback buffer depth."
+    );
+    describe_counter!(
+        CLIENT_UNDERRUNS,
+        "Playback underruns reported by clients."
+    );
+    describe_counter!(CLIENT_REPORTS, "Client stats reports accepted.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Build information; the value is always 1."
+    );
+}
+
+/// Handles for one station's series, created once so hot paths only touch atomics.
+#[derive(Clone)]
+pub struct StationMetrics {
+    pub synthesis_duration: Histogram,
+    pub realtime_factor: Gauge,
+    pub synthesis_skipped: Counter,
+    pub ring_depth: Gauge,
+    pub ring_utilization: Gauge,
+    pub underruns: Counter,
+    pub overruns: Counter,
+    pub interval_stddev: Gauge,
+    pub pacer_late: Histogram,
+    pub delivery: Histogram,
+    pub jitter: Histogram,
+    pub startup: Histogram,
+    pub connections: Gauge,
+    pub connections_total: Counter,
+    pub connection_duration: Histogram,
+    pub chunks_sent: Counter,
+    pub bytes_sent: Counter,
+    pub send_errors: Counter,
+    pub dropped_lagged: Counter,
+    pub client_latency: Histogram,
+    pub client_buffer: Histogram,
+    pub client_underruns: Counter,
+    pub client_reports: Counter,
+    disconnections: [Counter; DisconnectReason::ALL.len()],
+    client_errors: [Counter; ErrorCode::ALL.len()],
+}
+
+impl StationMetrics {
+    /// Registers every series of `station` (so they show up at zero before anything happens).
+    pub fn new(station: &str, backend: &'static str) -> Self {
+        let s = station.to_string();
+        let disconnections = DisconnectReason::ALL.map(|reason| {
+            counter!(WS_DISCONNECTIONS, "station" => s.clone(), "reason" => reason.as_str())
+        });
+        let client_errors = ErrorCode::ALL
+            .map(|code| counter!(WS_CLIENT_ERRORS, "station" => s.clone(), "reason" => code.as_str()));
+        let metrics = Self {
+            synthesis_duration: histogram!(SYNTHESIS_DURATION, "station" => s.clone(), "backend" => backend),
+            realtime_factor: gauge!(SYNTHESIS_REALTIME_FACTOR, "station" => s.clone(), "backend" => backend),
+            synthesis_skipped: counter!(SYNTHESIS_SKIPPED, "station" => s.clone()),
+            ring_depth: gauge!(RING_DEPTH, "station" => s.clone()),
+            ring_utilization: gauge!(RING_UTILIZATION, "station" => s.clone()),
+            underruns: counter!(RING_UNDERRUNS, "station" => s.clone()),
+            overruns: counter!(RING_OVERRUNS, "station" => s.clone()),
+            interval_stddev: gauge!(CHUNK_INTERVAL_STDDEV, "station" => s.clone()),
+            pacer_late: histogram!(PACER_LATE, "station" => s.clone()),
+            delivery: histogram!(CHUNK_DELIVERY, "station" => s.clone()),
+            jitter: histogram!(CHUNK_JITTER, "station" => s.clone()),
+            startup: histogram!(STARTUP, "station" => s.clone()),
+            connections: gauge!(WS_CONNECTIONS, "station" => s.clone()),
+            connections_total: counter!(WS_CONNECTIONS_TOTAL, "station" => s.clone()),
+            connection_duration: histogram!(WS_CONNECTION_DURATION, "station" => s.clone()),
+            chunks_sent: counter!(WS_CHUNKS_SENT, "station" => s.clone()),
+            bytes_sent: counter!(WS_BYTES_SENT, "station" => s.clone()),
+            send_errors: counter!(WS_SEND_ERRORS, "station" => s.clone()),
+            dropped_lagged: counter!(WS_CHUNKS_DROPPED, "station" => s.clone(), "reason" => "lagged"),
+            client_latency: histogram!(CLIENT_LATENCY, "station" => s.clone()),
+            client_buffer: histogram!(CLIENT_BUFFER, "station" => s.clone()),
+            client_underruns: counter!(CLIENT_UNDERRUNS, "station" => s.clone()),
+            client_reports: counter!(CLIENT_REPORTS, "station" => s.clone()),
+            disconnections,
+            client_errors,
+        };
+        // Counters appear in the exposition only once touched.
+        for c in metrics.disconnections.iter().chain(&metrics.client_errors) {
+            c.increment(0);
+        }
+        for c in [
+            &metrics.synthesis_skipped,
+            &metrics.underruns,
+            &metrics.overruns,
+            &metrics.connections_total,
+            &metrics.chunks_sent,
+            &metrics.bytes_sent,
+            &metrics.send_errors,
+            &metrics.dropped_lagged,
+            &metrics.client_underruns,
+            &metrics.client_reports,
+        ] {
+            c.increment(0);
+        }
+        metrics
+    }
+
+    pub fn disconnected(&self, reason: DisconnectReason) -> &Counter {
+        &self.disconnections[reason as usize]
+    }
+
+    pub fn client_error(&self, code: ErrorCode) -> &Counter {
+        &self.client_errors[code as usize]
+    }
+}
