@@ -11,3 +11,8 @@ pub mod synth;
 pub mod stream;
 pub mod telemetry;
 pub mod pipeline;
+pub mod http;
+pub mod render;
+pub mod server;
+pub mod web;
+pub mod load;

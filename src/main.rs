@@ -1,1 +1,264 @@
-fn main(){}
+//! The `auralis` binary: parses flags (and `AURALIS_*` variables) and calls the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use auralis::config::{BackendChoice, Config, StationConfig};
+use auralis::telemetry::{init_logging, LogFormat};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "auralis", version, about = "Real-time generative audio streaming server with built-in telemetry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Log format.
+    #[arg(long, global = true, env = "AURALIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Stream to WebSocket listeners (the default when no command is given).
+    Serve(ServeArgs),
+    /// Render audio offline to a WAV file, bit-identical to what `serve` streams at that position.
+    Render(RenderArgs),
+    /// Connect many listeners to a server and report what they experience.
+    Load(LoadArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct AudioArgs {
+    /// Sample rate in Hz.
+    #[arg(long, env = "AURALIS_SAMPLE_RATE", default_value_t = 48_000)]
+    sample_rate: u32,
+    /// Chunk duration in ms (one WebSocket message each).
+    #[arg(long, env = "AURALIS_CHUNK_MS", default_value_t = 100)]
+    chunk_ms: u32,
+    /// Renderer: auto, gpu or cpu.
+    #[arg(long, env = "AURALIS_BACKEND", value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AURALIS_ADDR", default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Seed of the default station (used when no --station is given).
+    #[arg(long, env = "AURALIS_SEED", default_value_t = 1)]
+    seed: u64,
+    /// A station as NAME=SEED; repeat for several (env: comma-separated).
+    #[arg(long = "station", env = "AURALIS_STATIONS", value_delimiter = ',')]
+    stations: Vec<StationConfig>,
+    /// How far synthesis renders ahead of the pacer, in ms.
+    #[arg(long, env = "AURALIS_BUFFER_MS", default_value_t = 300)]
+    buffer_ms: u32,
+    /// A chunk write slower than this disconnects the listener, in ms.
+    #[arg(long, env = "AURALIS_SEND_TIMEOUT_MS", default_value_t = 5000)]
+    send_timeout_ms: u64,
+    /// Chunks a listener may fall behind before it skips to the live edge.
+    #[arg(long, env = "AURALIS_LISTENER_QUEUE_CHUNKS", default_value_t = 16)]
+    listener_queue_chunks: usize,
+    /// Kernel send buffer per listener socket in bytes (0: leave to the kernel).
+    #[arg(long, env = "AURALIS_TCP_SEND_BUFFER", default_value_t = 64 * 1024)]
+    tcp_send_buffer: usize,
+    /// Largest client message accepted, in bytes.
+    #[arg(long, env = "AURALIS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    max_message_bytes: usize,
+    #[command(flatten)]
+    audio: AudioArgs,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        // Parsing no arguments applies every default and every AURALIS_* variable.
+        match ServeCli::try_parse_from(["auralis"]) {
+            Ok(cli) => cli.args,
+            Err(e) => e.exit(),
+        }
+    }
+}
+
+/// Parser used to build [`ServeArgs`] defaults for a bare `auralis`.
+#[derive(Parser, Debug)]
+struct ServeCli {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+#[derive(Args, Debug)]
+struct RenderArgs {
+    /// Seconds of audio to render.
+    #[arg(long)]
+    seconds: f64,
+    /// Stream position to start at, in seconds (stream time 0 is the Unix epoch).
+    #[arg(long, default_value_t = 0.0)]
+    start: f64,
+    /// Station seed.
+    #[arg(long, env = "AURALIS_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Output WAV file.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    audio: AudioArgs,
+}
+
+#[derive(Args, Debug)]
+struct LoadArgs {
+    /// WebSocket URL of the stream.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// Station to listen to (appended as ?station=).
+    #[arg(long)]
+    station: Option<String>,
+    /// Number of listeners.
+    #[arg(long, default_value_t = 10)]
+    clients: usize,
+    /// How long every listener stays, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Start clients evenly over this many seconds.
+    #[arg(long, default_value_t = 0.0)]
+    ramp: f64,
+    /// Also write the full report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Render(args) => render(args),
+        Command::Load(args) => runtime.block_on(load(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let stations = if args.stations.is_empty() {
+        vec![StationConfig {
+            name: "default".to_string(),
+            seed: args.seed,
+        }]
+    } else {
+        args.stations
+    };
+    let config = Config {
+        addr: args.addr,
+        stations,
+        sample_rate: args.audio.sample_rate,
+        chunk_ms: args.audio.chunk_ms,
+        buffer_ms: args.buffer_ms,
+        backend: args.audio.backend,
+        listener_queue_chunks: args.listener_queue_chunks,
+        send_timeout: Duration::from_millis(args.send_timeout_ms),
+        tcp_send_buffer_bytes: (args.tcp_send_buffer > 0).then_some(args.tcp_send_buffer),
+        max_client_message_bytes: args.max_message_bytes,
+        ..Config::default()
+    };
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    let addr = listener.local_addr()?;
+    println!("Auralis is streaming.");
+    println!("  listen in a browser:  http://{addr}/");
+    println!("  WebSocket stream:     ws://{addr}/ws  (stations: {})", config.stations.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+    println!("  metrics:              http://{addr}/metrics");
+    println!("  status:               http://{addr}/api/status");
+    println!("Press Ctrl-C to stop.");
+    auralis::server::run(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+fn render(args: RenderArgs) -> anyhow::Result<()> {
+    let config = Config {
+        sample_rate: args.audio.sample_rate,
+        chunk_ms: args.audio.chunk_ms,
+        backend: args.audio.backend,
+        ..Config::default()
+    };
+    config.validate()?;
+    auralis::synth::select_backend(config.backend)?;
+    let request = auralis::render::RenderRequest::from_seconds(
+        args.seed,
+        config.sample_rate,
+        config.chunk_frames(),
+        args.start,
+        args.seconds,
+    )?;
+    auralis::render::render_wav(&request, &args.out)?;
+    println!(
+        "wrote {} ({:.1} s, seed {}, from {:.3} s)",
+        args.out.display(),
+        request.frames as f64 / config.sample_rate as f64,
+        args.seed,
+        args.start
+    );
+    Ok(())
+}
+
+async fn load(args: LoadArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(
+        args.duration.is_finite() && args.duration > 0.0,
+        "--duration must be a positive number of seconds"
+    );
+    anyhow::ensure!(
+        args.ramp.is_finite() && args.ramp >= 0.0,
+        "--ramp must be a non-negative number of seconds"
+    );
+    let mut url = args.url;
+    if let Some(station) = args.station {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("station=");
+        url.push_str(&station);
+    }
+    let config = auralis::load::LoadConfig {
+        url,
+        clients: args.clients,
+        duration: Duration::from_secs_f64(args.duration),
+        ramp: Duration::from_secs_f64(args.ramp),
+    };
+    let report = auralis::load::run(&config).await;
+    print!("{}", auralis::load::summary(&report));
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    anyhow::ensure!(report.connected > 0, "no client could connect");
+    Ok(())
+}

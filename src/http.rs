@@ -1,0 +1,293 @@
+//! The HTTP edge: routes, the WebSocket upgrade, status and metrics endpoints, the embedded web
+//! client, and [`AppError`], which turns failures into clear JSON responses.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::stream::hub::StationHub;
+use crate::stream::ws::{self, ListenerSettings, Session};
+use crate::telemetry;
+use crate::web;
+
+/// tungstenite read buffer per listener: clients send only small control messages.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Write-buffer ceiling per listener; writes only queue here when the socket is not draining.
+const MAX_WRITE_BUFFER_BYTES: usize = 512 * 1024;
+
+/// Shared state of the HTTP layer.
+pub struct AppState {
+    pub stations: Vec<Arc<StationHub>>,
+    pub station_names: Arc<[String]>,
+    pub metrics: PrometheusHandle,
+    pub listener: ListenerSettings,
+    pub max_client_message_bytes: usize,
+    pub sample_rate: u32,
+    pub chunk_ms: u32,
+    pub started: Instant,
+    /// Turns true when the server shuts down; every listener watches it.
+    pub shutdown: watch::Receiver<bool>,
+    /// Held by every listener task; the server waits until all are dropped (mini-redis style).
+    pub listener_done: mpsc::Sender<()>,
+    next_session: AtomicU64,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        stations: Vec<Arc<StationHub>>,
+        metrics: PrometheusHandle,
+        listener: ListenerSettings,
+        max_client_message_bytes: usize,
+        sample_rate: u32,
+        chunk_ms: u32,
+        shutdown: watch::Receiver<bool>,
+        listener_done: mpsc::Sender<()>,
+    ) -> Self {
+        let station_names = stations.iter().map(|s| s.name.clone()).collect();
+        Self {
+            stations,
+            station_names,
+            metrics,
+            listener,
+            max_client_message_bytes,
+            sample_rate,
+            chunk_ms,
+            started: Instant::now(),
+            shutdown,
+            listener_done,
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    fn station(&self, name: Option<&str>) -> Result<&Arc<StationHub>, AppError> {
+        match name {
+            None => self.stations.first().ok_or(AppError::NoStations),
+            Some(name) => self
+                .stations
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| AppError::UnknownStation(name.chars().take(64).collect())),
+        }
+    }
+}
+
+/// Failures at the HTTP edge, shown to clients as JSON without internals.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("unknown station {0:?}; see /api/status for the list")]
+    UnknownStation(String),
+    #[error("this server has no stations configured")]
+    NoStations,
+    #[error("not found")]
+    NotFound,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail {
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            AppError::UnknownStation(_) => (StatusCode::NOT_FOUND, "unknown_station"),
+            AppError::NoStations => (StatusCode::SERVICE_UNAVAILABLE, "no_stations"),
+            AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// All routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/ws", get(ws_default))
+        .route("/ws/{station}", get(ws_station))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/status", get(status))
+        .fallback(static_asset)
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct StationQuery {
+    station: Option<String>,
+}
+
+async fn ws_default(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<StationQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    upgrade_listener(state, query.station.as_deref(), peer, upgrade)
+}
+
+async fn ws_station(
+    State(state): State<Arc<AppState>>,
+    Path(station): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    upgrade_listener(state, Some(&station), peer, upgrade)
+}
+
+fn upgrade_listener(
+    state: Arc<AppState>,
+    station: Option<&str>,
+    peer: SocketAddr,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    let requested_at = Instant::now();
+    let hub = Arc::clone(state.station(station)?);
+    let session = Session {
+        id: state.next_session.fetch_add(1, Ordering::Relaxed),
+        station: hub,
+        stations: Arc::clone(&state.station_names),
+        requested_at,
+    };
+    let limit = state.max_client_message_bytes;
+    let settings = state.listener;
+    let shutdown = state.shutdown.clone();
+    let done = state.listener_done.clone();
+    tracing::debug!(session = session.id, %peer, station = %session.station.name, "listener joined");
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            let _done = done;
+            let (sink, stream) = socket.split();
+            ws::serve(sink, stream, session, settings, shutdown).await;
+        }))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        telemetry::metrics::render(&state.metrics),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let waiting: Vec<&str> = state
+        .stations
+        .iter()
+        .filter(|s| !s.is_live())
+        .map(|s| s.name.as_str())
+        .collect();
+    let ready = waiting.is_empty() && !*state.shutdown.borrow();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "ready": ready, "waiting_for": waiting })),
+    )
+        .into_response()
+}
+
+/// `/api/status` body.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct StatusReport {
+    pub version: String,
+    pub uptime_seconds: f64,
+    pub sample_rate: u32,
+    pub chunk_ms: u32,
+    pub listeners: u64,
+    pub stations: Vec<StationStatus>,
+}
+
+/// One station in `/api/status`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct StationStatus {
+    pub name: String,
+    pub seed: u64,
+    pub backend: String,
+    pub live: bool,
+    pub listeners: u64,
+    pub sequence: u64,
+    pub position: u64,
+    pub chunks_published: u64,
+    pub underruns: u64,
+    pub overruns: u64,
+    pub ring_depth_seconds: f64,
+    pub ring_capacity_seconds: f64,
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> Json<StatusReport> {
+    let chunk_seconds = state.chunk_ms as f64 / 1000.0;
+    let stations: Vec<StationStatus> = state
+        .stations
+        .iter()
+        .map(|s| {
+            let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            StationStatus {
+                name: s.name.clone(),
+                seed: s.seed,
+                backend: s.backend.as_str().to_string(),
+                live: s.is_live(),
+                listeners: load(&s.stats.listeners),
+                sequence: load(&s.stats.last_sequence),
+                position: load(&s.stats.last_position),
+                chunks_published: load(&s.stats.chunks_published),
+                underruns: load(&s.stats.underruns),
+                overruns: load(&s.stats.overruns),
+                ring_depth_seconds: load(&s.stats.ring_depth_chunks) as f64 * chunk_seconds,
+                ring_capacity_seconds: s.ring_capacity_chunks as f64 * chunk_seconds,
+            }
+        })
+        .collect();
+    Json(StatusReport {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        sample_rate: state.sample_rate,
+        chunk_ms: state.chunk_ms,
+        listeners: stations.iter().map(|s| s.listeners).sum(),
+        stations,
+    })
+}
+
+async fn static_asset(uri: Uri) -> Result<Response, AppError> {
+    let asset = web::asset(uri.path()).ok_or(AppError::NotFound)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, asset.content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        asset.body,
+    )
+        .into_response())
+}

@@ -1,0 +1,240 @@
+//! Wiring: starts every station (synthesis thread, ring, pacer, hub), serves HTTP and WebSocket on
+//! the given listener, and shuts everything down in order when `shutdown` resolves.
+//!
+//! `main` calls [`run`] with the configured address; tests call it on port 0.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, ConfigError};
+use crate::pipeline::pacer::{self, Pacer};
+use crate::pipeline::ring::chunk_ring;
+use crate::pipeline::synthesis::{self, SynthesisSettings, SynthesisShared, SynthesisThread};
+use crate::pipeline::unix_nanos;
+use crate::stream::hub::StationHub;
+use crate::stream::protocol::{Codec, FrameHeader, StreamFormat};
+use crate::stream::ws::ListenerSettings;
+use crate::synth::{self, Backend, BackendError, Score, Synth, CHANNELS};
+use crate::telemetry::metrics::{self, InstallError};
+use crate::http::{self, AppState};
+
+/// How often the exporter's upkeep and process sampling run.
+const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
+/// Extra ring slots beyond the render-ahead target, so a brief pacer stall is not an overrun.
+const RING_HEADROOM_CHUNKS: usize = 2;
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Metrics(#[from] InstallError),
+    #[error("cannot start the synthesis thread for station {station}: {source}")]
+    Thread {
+        station: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running station: what must be stopped on shutdown.
+struct RunningStation {
+    hub: Arc<StationHub>,
+    synthesis: SynthesisThread,
+}
+
+/// Handles tests use to reach into a running server (fault injection, the live hubs).
+#[derive(Clone)]
+pub struct Handles {
+    pub stations: Vec<(Arc<StationHub>, Arc<SynthesisShared>)>,
+}
+
+/// The stream position the pacer starts at: the current wall-clock time on the chunk grid, so
+/// several instances with the same seed stream the same audio at the same moment.
+pub fn live_start_position(sample_rate: u32, chunk_frames: usize) -> u64 {
+    let frames = (unix_nanos() as u128 * sample_rate as u128 / 1_000_000_000) as u64;
+    frames - frames % chunk_frames as u64
+}
+
+/// Runs the server on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// [`ServerError`] when the configuration is invalid, the backend is unavailable, or a station or
+/// the HTTP server cannot start.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    run_with_handles(listener, config, shutdown, |_| {}).await
+}
+
+/// [`run`], handing the station handles to `on_start` once everything is running.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_handles(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_start: impl FnOnce(Handles),
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let backend = synth::select_backend(config.backend)?;
+    let metrics_handle = metrics::install()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stations = start_stations(&config, backend, &stop_rx)?;
+    on_start(Handles {
+        stations: stations
+            .iter()
+            .map(|s| (Arc::clone(&s.hub), Arc::clone(s.synthesis.shared())))
+            .collect(),
+    });
+    let upkeep = tokio::spawn(metrics::upkeep(metrics_handle.clone(), UPKEEP_PERIOD));
+
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let state = Arc::new(AppState::new(
+        stations.iter().map(|s| Arc::clone(&s.hub)).collect(),
+        metrics_handle,
+        ListenerSettings {
+            send_timeout: config.send_timeout,
+            chunk_period: config.chunk_period(),
+        },
+        config.max_client_message_bytes,
+        config.sample_rate,
+        config.chunk_ms,
+        stop_rx.clone(),
+        done_tx,
+    ));
+    let addr = listener.local_addr()?;
+    let send_buffer = config.tcp_send_buffer_bytes;
+    let listener = listener.tap_io(move |stream| {
+        // Audio must not wait for Nagle; a bounded send buffer bounds memory and latency per
+        // listener. Failures only cost a little latency, so they are logged, not fatal.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        if let Some(bytes) = send_buffer {
+            if let Err(e) = socket2::SockRef::from(&*stream).set_send_buffer_size(bytes) {
+                tracing::debug!("cannot set SO_SNDBUF: {e}");
+            }
+        }
+    });
+    tracing::info!(
+        %addr,
+        backend = backend.as_str(),
+        stations = ?config.stations.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        "auralis listening: ws://{addr}/ws  http://{addr}/  metrics http://{addr}/metrics"
+    );
+
+    let app = http::router(Arc::clone(&state))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let signal_stop = stop_tx.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing listeners");
+            let _ = signal_stop.send(true);
+        })
+        .await;
+
+    // Make sure everything sees the stop even if serving failed, then wait for listeners.
+    let _ = stop_tx.send(true);
+    drop(state);
+    if tokio::time::timeout(config.shutdown_grace, done_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some listeners did not close within the grace period");
+    }
+    upkeep.abort();
+    for mut station in stations {
+        station.synthesis.stop();
+        tracing::debug!(station = %station.hub.name, "station stopped");
+    }
+    served?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn start_stations(
+    config: &Config,
+    backend: Backend,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<RunningStation>, ServerError> {
+    let chunk_frames = config.chunk_frames();
+    let target_depth = config.buffer_chunks();
+    let capacity = target_depth + RING_HEADROOM_CHUNKS;
+    let start_position = live_start_position(config.sample_rate, chunk_frames);
+    let format = StreamFormat {
+        codec: Codec::PcmS16Le.name().to_string(),
+        sample_rate: config.sample_rate,
+        channels: CHANNELS as u8,
+        frames_per_chunk: chunk_frames as u32,
+    };
+    let template = FrameHeader {
+        codec: Codec::PcmS16Le,
+        channels: CHANNELS as u8,
+        sample_rate: config.sample_rate,
+        frames: chunk_frames as u32,
+        flags: 0,
+        sequence: 0,
+        position: 0,
+        rendered_unix_ns: 0,
+        sent_unix_ns: 0,
+    };
+    let mut running = Vec::with_capacity(config.stations.len());
+    for station in &config.stations {
+        let synth = Synth::new(Score::new(station.seed, config.sample_rate), chunk_frames);
+        let (producer, consumer) = chunk_ring(capacity, chunk_frames * CHANNELS);
+        let synthesis = synthesis::spawn(
+            &station.name,
+            synth,
+            producer,
+            SynthesisSettings {
+                start_position,
+                chunk_frames,
+                target_depth,
+                chunk_period: config.chunk_period(),
+            },
+        )
+        .map_err(|source| ServerError::Thread {
+            station: station.name.clone(),
+            source,
+        })?;
+        let hub = Arc::new(StationHub::new(
+            station.name.clone(),
+            station.seed,
+            backend,
+            format.clone(),
+            config.chunk_ms,
+            capacity,
+            config.listener_queue_chunks,
+        ));
+        let pacer = Pacer::new(
+            consumer,
+            Arc::clone(synthesis.shared()),
+            synthesis.waker(),
+            template,
+            start_position,
+            target_depth,
+        );
+        tokio::spawn(pacer::run(
+            pacer,
+            Arc::clone(&hub),
+            config.chunk_period(),
+            stop.clone(),
+        ));
+        running.push(RunningStation { hub, synthesis });
+    }
+    Ok(running)
+}

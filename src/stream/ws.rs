@@ -1,0 +1,429 @@
+//! One listener's WebSocket session: audio frames out, JSON control in.
+//!
+//! Two tasks per listener (as in axum's chat example): the writer forwards the station's frames
+//! and control replies; the reader parses client messages and hands replies to the writer. When
+//! either ends, the other is stopped. Both are generic over `Sink`/`Stream`, so tests drive them
+//! with channels instead of sockets.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::{timeout, Instant};
+
+use super::hub::{Frame, StationHub};
+use super::protocol::{
+    parse_client_message, with_flags, ClientMessage, ErrorCode, ServerMessage, FLAG_DISCONTINUITY,
+    PROTOCOL_VERSION,
+};
+use crate::pipeline::unix_nanos;
+use crate::telemetry::metrics::DisconnectReason;
+
+/// WebSocket close codes the server uses (RFC 6455, section 7.4.1).
+pub mod close_code {
+    /// The server is going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A message exceeded the size limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+}
+
+/// Limits that apply to every listener.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenerSettings {
+    /// A frame write slower than this ends the session (the client stopped reading).
+    pub send_timeout: Duration,
+    pub chunk_period: Duration,
+}
+
+/// Who is listening to what.
+#[derive(Clone)]
+pub struct Session {
+    /// Server-assigned id, echoed in `welcome` (never used as a metric label).
+    pub id: u64,
+    pub station: Arc<StationHub>,
+    /// Names of all stations, for `welcome`.
+    pub stations: Arc<[String]>,
+    /// When the upgrade request arrived (start of the startup latency).
+    pub requested_at: Instant,
+}
+
+/// Something the reader wants the writer to send.
+#[derive(Debug)]
+enum Outgoing {
+    Text(String),
+    Close {
+        code: u16,
+        reason: &'static str,
+        why: DisconnectReason,
+    },
+}
+
+/// Runs a listener session to its end and returns why it ended. Records connection metrics.
+pub async fn serve<S, R>(
+    sink: S,
+    stream: R,
+    session: Session,
+    settings: ListenerSettings,
+    shutdown: watch::Receiver<bool>,
+) -> DisconnectReason
+where
+    S: Sink<Message, Error = axum::Error> + Unpin + Send,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin + Send + 'static,
+{
+    let hub = Arc::clone(&session.station);
+    let metrics = &hub.metrics;
+    metrics.connections.increment(1.0);
+    metrics.connections_total.increment(1);
+    hub.stats.listeners.fetch_add(1, Ordering::Relaxed);
+    let connected = Instant::now();
+
+    let (out_tx, out_rx) = mpsc::channel(16);
+    let reader = tokio::spawn(read_loop(stream, out_tx, session.clone()));
+    let reason = write_loop(sink, out_rx, &session, settings, shutdown).await;
+    reader.abort();
+
+    metrics.connections.decrement(1.0);
+    metrics.disconnected(reason).increment(1);
+    metrics
+        .connection_duration
+        .record(connected.elapsed().as_secs_f64());
+    hub.stats.listeners.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!(session = session.id, station = %hub.name, reason = reason.as_str(), "listener left");
+    reason
+}
+
+fn welcome(session: &Session) -> ServerMessage {
+    let hub = &session.station;
+    ServerMessage::Welcome {
+        protocol: PROTOCOL_VERSION,
+        session: session.id,
+        station: hub.name.clone(),
+        stations: session.stations.to_vec(),
+        format: hub.format.clone(),
+        chunk_ms: hub.chunk_ms,
+        server_time_unix_ns: unix_nanos(),
+    }
+}
+
+/// Per-listener delivery state for metrics.
+struct Delivery {
+    last_sequence: Option<u64>,
+    last_write: Option<Instant>,
+    /// Jitter needs two regular intervals: not after the catch-up frame at connect or a skip.
+    regular_intervals: bool,
+}
+
+async fn write_loop<S>(
+    mut sink: S,
+    mut out_rx: mpsc::Receiver<Outgoing>,
+    session: &Session,
+    settings: ListenerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> DisconnectReason
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let hub = &session.station;
+    let (latest, mut frames) = hub.subscribe();
+    let mut delivery = Delivery {
+        last_sequence: None,
+        last_write: None,
+        regular_intervals: false,
+    };
+    if let Err(reason) = send_text(&mut sink, welcome(session).to_json(), settings).await {
+        return reason;
+    }
+    if let Some(frame) = latest {
+        if let Err(reason) = send_frame(&mut sink, &frame, 0, session, settings, &mut delivery).await
+        {
+            return reason;
+        }
+    }
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => {
+                close(&mut sink, close_code::GOING_AWAY, "server shutting down").await;
+                return DisconnectReason::ServerShutdown;
+            }
+            outgoing = out_rx.recv() => match outgoing {
+                Some(Outgoing::Text(text)) => {
+                    if let Err(reason) = send_text(&mut sink, text, settings).await {
+                        return reason;
+                    }
+                }
+                Some(Outgoing::Close { code, reason, why }) => {
+                    close(&mut sink, code, reason).await;
+                    return why;
+                }
+                // The reader ended: the client closed or vanished.
+                None => return DisconnectReason::ClientClosed,
+            },
+            received = frames.recv() => {
+                let (frame, flags) = match received {
+                    Ok(frame) => {
+                        if delivery.last_sequence.is_some_and(|last| frame.sequence <= last) {
+                            continue; // already sent as the start-up frame
+                        }
+                        (frame, 0)
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        // Fell behind: jump to the newest frame and say so.
+                        let (newest, skipped) = newest_frame(&mut frames);
+                        hub.metrics.dropped_lagged.increment(missed + skipped);
+                        match newest {
+                            Some(frame) => (frame, FLAG_DISCONTINUITY),
+                            None => continue,
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        close(&mut sink, close_code::GOING_AWAY, "station stopped").await;
+                        return DisconnectReason::ServerShutdown;
+                    }
+                };
+                if let Err(reason) =
+                    send_frame(&mut sink, &frame, flags, session, settings, &mut delivery).await
+                {
+                    return reason;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once the shutdown flag is set (without holding the watch lock across awaits).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Drains the receiver to its newest frame; returns it and how many older ones were skipped.
+fn newest_frame(frames: &mut broadcast::Receiver<Frame>) -> (Option<Frame>, u64) {
+    let mut newest = None;
+    let mut skipped = 0;
+    loop {
+        match frames.try_recv() {
+            Ok(frame) => {
+                if newest.replace(frame).is_some() {
+                    skipped += 1;
+                }
+            }
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => skipped += missed,
+            Err(_) => return (newest, skipped),
+        }
+    }
+}
+
+async fn send_frame<S>(
+    sink: &mut S,
+    frame: &Frame,
+    extra_flags: u16,
+    session: &Session,
+    settings: ListenerSettings,
+    delivery: &mut Delivery,
+) -> Result<(), DisconnectReason>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let metrics = &session.station.metrics;
+    let bytes = if extra_flags == 0 {
+        frame.bytes.clone()
+    } else {
+        with_flags(&frame.bytes, extra_flags)
+    };
+    let len = bytes.len() as u64;
+    match timeout(settings.send_timeout, sink.send(Message::Binary(bytes))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => {
+            metrics.send_errors.increment(1);
+            return Err(DisconnectReason::SendError);
+        }
+        Err(_) => {
+            metrics.send_errors.increment(1);
+            return Err(DisconnectReason::SendTimeout);
+        }
+    }
+    let now = Instant::now();
+    metrics.chunks_sent.increment(1);
+    metrics.bytes_sent.increment(len);
+    metrics
+        .delivery
+        .record(now.saturating_duration_since(frame.popped_at).as_secs_f64());
+    match delivery.last_write {
+        None => metrics
+            .startup
+            .record(now.saturating_duration_since(session.requested_at).as_secs_f64()),
+        Some(last) if delivery.regular_intervals && extra_flags == 0 => {
+            let interval = now.saturating_duration_since(last).as_secs_f64();
+            metrics
+                .jitter
+                .record((interval - settings.chunk_period.as_secs_f64()).abs());
+        }
+        Some(_) => {}
+    }
+    delivery.regular_intervals = delivery.last_write.is_some() && extra_flags == 0;
+    delivery.last_write = Some(now);
+    delivery.last_sequence = Some(frame.sequence);
+    Ok(())
+}
+
+async fn send_text<S>(
+    sink: &mut S,
+    text: String,
+    settings: ListenerSettings,
+) -> Result<(), DisconnectReason>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    match timeout(settings.send_timeout, sink.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(DisconnectReason::SendError),
+        Err(_) => Err(DisconnectReason::SendTimeout),
+    }
+}
+
+async fn close<S>(sink: &mut S, code: u16, reason: &'static str)
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    // Best effort: the peer may already be gone.
+    let _ = timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+/// Reads client messages until the client closes, answering through the writer.
+async fn read_loop<R>(mut stream: R, out: mpsc::Sender<Outgoing>, session: Session)
+where
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let mut reported_underruns: Option<u64> = None;
+    while let Some(message) = stream.next().await {
+        let reply = match message {
+            Ok(Message::Text(text)) => match handle_text(&text, &session, &mut reported_underruns)
+            {
+                Reply::None => continue,
+                Reply::Send(message) => vec![Outgoing::Text(message.to_json())],
+                Reply::SendAndClose(message, close) => {
+                    vec![Outgoing::Text(message.to_json()), close]
+                }
+            },
+            Ok(Message::Binary(_)) => vec![Outgoing::Text(
+                reject(
+                    &session,
+                    ErrorCode::BinaryNotAccepted,
+                    "binary messages are not accepted from clients; send JSON text",
+                )
+                .to_json(),
+            )],
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) => return,
+            Err(error) => {
+                let close = if is_too_big(error) {
+                    Outgoing::Close {
+                        code: close_code::MESSAGE_TOO_BIG,
+                        reason: "message too big",
+                        why: DisconnectReason::MessageTooBig,
+                    }
+                } else {
+                    Outgoing::Close {
+                        code: close_code::PROTOCOL_ERROR,
+                        reason: "protocol error",
+                        why: DisconnectReason::ProtocolError,
+                    }
+                };
+                let _ = out.send(close).await;
+                return;
+            }
+        };
+        for outgoing in reply {
+            let closing = matches!(outgoing, Outgoing::Close { .. });
+            if out.send(outgoing).await.is_err() || closing {
+                return;
+            }
+        }
+    }
+}
+
+enum Reply {
+    None,
+    Send(ServerMessage),
+    SendAndClose(ServerMessage, Outgoing),
+}
+
+fn reject(session: &Session, code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+    session.station.metrics.client_error(code).increment(1);
+    ServerMessage::error(code, message)
+}
+
+fn handle_text(text: &str, session: &Session, reported_underruns: &mut Option<u64>) -> Reply {
+    let message = match parse_client_message(text) {
+        Ok(message) => message,
+        Err(rejection) => return Reply::Send(reject(session, rejection.code, rejection.message)),
+    };
+    let metrics = &session.station.metrics;
+    match message {
+        ClientMessage::Hello { protocol, .. } => match protocol {
+            Some(version) if version != PROTOCOL_VERSION => Reply::SendAndClose(
+                reject(
+                    session,
+                    ErrorCode::UnsupportedProtocol,
+                    format!("protocol {version} is not supported; this server speaks {PROTOCOL_VERSION}"),
+                ),
+                Outgoing::Close {
+                    code: close_code::PROTOCOL_ERROR,
+                    reason: "unsupported protocol version",
+                    why: DisconnectReason::UnsupportedProtocol,
+                },
+            ),
+            _ => Reply::Send(welcome(session)),
+        },
+        ClientMessage::Ping { client_time } => Reply::Send(ServerMessage::Pong {
+            client_time,
+            server_time_unix_ns: unix_nanos(),
+        }),
+        ClientMessage::Stats {
+            buffer_ms,
+            underruns,
+            latency_ms,
+        } => {
+            metrics.client_reports.increment(1);
+            metrics.client_buffer.record(buffer_ms / 1000.0);
+            if let Some(latency) = latency_ms {
+                metrics.client_latency.record(latency / 1000.0);
+            }
+            // Reports are cumulative; count only what is new (a smaller number means a reset).
+            let new = match *reported_underruns {
+                Some(previous) if underruns >= previous => underruns - previous,
+                _ => underruns,
+            };
+            metrics.client_underruns.increment(new);
+            *reported_underruns = Some(underruns);
+            Reply::None
+        }
+        ClientMessage::Control(_) => Reply::Send(reject(
+            session,
+            ErrorCode::NotSupported,
+            "live music control is not enabled on this server",
+        )),
+    }
+}
+
+fn is_too_big(error: axum::Error) -> bool {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+        Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) => true,
+        Some(_) => false,
+        None => inner.to_string().to_ascii_lowercase().contains("too long"),
+    }
+}
