@@ -1,0 +1,259 @@
+//! Helpers shared by the integration tests: a server on port 0, WebSocket and HTTP clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auralis::config::{Config, StationConfig};
+use auralis::pipeline::synthesis::SynthesisShared;
+use auralis::server::{self, Handles};
+use auralis::stream::hub::StationHub;
+use auralis::stream::protocol::FrameHeader;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type RawWs = WebSocketStream<TcpStream>;
+
+/// Generous bound for anything that should happen within a few chunk periods, so a loaded CI
+/// machine does not flake; tests assert on what happened, not on how fast.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handles: Handles,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: Option<JoinHandle<Result<(), server::ServerError>>>,
+}
+
+impl TestServer {
+    /// Starts a server with one station named `station` (names keep tests' metrics apart).
+    pub async fn start(station: &str, seed: u64) -> Self {
+        Self::start_with(station, seed, |_| {}).await
+    }
+
+    pub async fn start_with(station: &str, seed: u64, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            stations: vec![StationConfig {
+                name: station.to_string(),
+                seed,
+            }],
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (handles_tx, handles_rx) = oneshot::channel();
+        let task = tokio::spawn(server::run_with_handles(
+            listener,
+            config,
+            async move {
+                let _ = stop_rx.await;
+            },
+            move |handles| {
+                let _ = handles_tx.send(handles);
+            },
+        ));
+        let handles = handles_rx.await.expect("server started");
+        let server = Self {
+            addr,
+            handles,
+            stop: Some(stop_tx),
+            task: Some(task),
+        };
+        server.wait_live().await;
+        server
+    }
+
+    pub fn hub(&self) -> &Arc<StationHub> {
+        &self.handles.stations[0].0
+    }
+
+    pub fn synthesis(&self) -> &Arc<SynthesisShared> {
+        &self.handles.stations[0].1
+    }
+
+    async fn wait_live(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !self.handles.stations.iter().all(|(hub, _)| hub.is_live()) {
+            assert!(tokio::time::Instant::now() < deadline, "stations never went live");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub async fn connect(&self, path: &str) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url(path))
+            .await
+            .expect("websocket connects");
+        ws
+    }
+
+    /// Connects through a socket with a tiny receive buffer, so not reading stalls the server.
+    pub async fn connect_small_buffer(&self, path: &str) -> RawWs {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(self.ws_url(path), stream)
+            .await
+            .expect("websocket connects");
+        ws
+    }
+
+    /// Asks the server to stop and waits for `run` to return.
+    pub async fn shutdown(mut self) -> Result<(), server::ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(PATIENCE, task)
+            .await
+            .expect("server stops in time")
+            .expect("server task did not panic")
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200);
+        body
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET with `Connection: close`; returns status and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// One decoded audio frame.
+#[derive(Clone, Debug)]
+pub struct Audio {
+    pub header: FrameHeader,
+    pub bytes: Vec<u8>,
+}
+
+impl Audio {
+    pub fn payload(&self) -> &[u8] {
+        FrameHeader::decode(&self.bytes).unwrap().1
+    }
+}
+
+/// What a client received next.
+#[derive(Debug)]
+pub enum Received {
+    Audio(Audio),
+    Text(serde_json::Value),
+    Closed(Option<CloseFrame>),
+}
+
+/// The next audio frame or text message (pings are skipped); panics after `PATIENCE`.
+pub async fn receive<S>(ws: &mut WebSocketStream<S>) -> Received
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let message = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a message in time");
+        match message {
+            None => return Received::Closed(None),
+            Some(Err(e)) => panic!("websocket error: {e}"),
+            Some(Ok(Message::Binary(bytes))) => {
+                let (header, _) = FrameHeader::decode(&bytes).expect("valid audio frame");
+                return Received::Audio(Audio {
+                    header,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            Some(Ok(Message::Text(text))) => {
+                return Received::Text(serde_json::from_str(&text).expect("server sends JSON"))
+            }
+            Some(Ok(Message::Close(frame))) => return Received::Closed(frame),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// The next `n` audio frames, ignoring text messages.
+pub async fn audio_frames<S>(ws: &mut WebSocketStream<S>, n: usize) -> Vec<Audio>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut frames = Vec::with_capacity(n);
+    while frames.len() < n {
+        match receive(ws).await {
+            Received::Audio(audio) => frames.push(audio),
+            Received::Text(_) => {}
+            Received::Closed(frame) => panic!("closed early: {frame:?}"),
+        }
+    }
+    frames
+}
+
+/// The next text message, collecting audio frames that arrive meanwhile into `audio`.
+pub async fn next_text<S>(ws: &mut WebSocketStream<S>, audio: &mut Vec<Audio>) -> serde_json::Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match receive(ws).await {
+            Received::Audio(a) => audio.push(a),
+            Received::Text(t) => return t,
+            Received::Closed(frame) => panic!("closed while waiting for text: {frame:?}"),
+        }
+    }
+}
+
+/// Asserts frames are one contiguous run: consecutive sequence numbers, positions one chunk apart,
+/// no discontinuity flag.
+pub fn assert_contiguous(frames: &[Audio]) {
+    for pair in frames.windows(2) {
+        let (a, b) = (&pair[0].header, &pair[1].header);
+        assert_eq!(b.sequence, a.sequence + 1, "sequence gap: {} -> {}", a.sequence, b.sequence);
+        assert_eq!(b.position, a.position + a.frames as u64, "position must advance one chunk");
+        assert_eq!(b.flags & auralis::stream::protocol::FLAG_DISCONTINUITY, 0);
+    }
+}
+
+/// The value of a metric series in Prometheus text (exact label set), if present.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -1,0 +1,96 @@
+//! The HTTP surface: health, readiness, status, the web client and `/metrics`.
+
+mod common;
+
+use auralis::telemetry::metrics as names;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_status() {
+    let server = TestServer::start("status", 31).await;
+    assert_eq!(server.get("/healthz").await, (200, "ok\n".to_string()));
+    let (code, body) = server.get("/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    let mut ws = server.connect("/ws").await;
+    audio_frames(&mut ws, 3).await;
+    let (code, body) = server.get("/api/status").await;
+    assert_eq!(code, 200);
+    let status: auralis::http::StatusReport = serde_json::from_str(&body).unwrap();
+    assert_eq!(status.listeners, 1);
+    assert_eq!(status.sample_rate, 48_000);
+    let station = &status.stations[0];
+    assert_eq!(station.name, "status");
+    assert_eq!(station.seed, 31);
+    assert_eq!(station.backend, "cpu");
+    assert!(station.live);
+    assert!(station.chunks_published >= 3);
+    assert_eq!(station.position % 4800, 0);
+    assert!((0.0..=station.ring_capacity_seconds).contains(&station.ring_depth_seconds));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_web_client_and_json_404s() {
+    let server = TestServer::start("web", 32).await;
+    let (code, body) = server.get("/").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"));
+    assert!(body.contains("player.js"));
+    let (code, body) = server.get("/player.js").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("WebSocket"));
+    let (code, body) = server.get("/no/such/thing").await;
+    assert_eq!(code, 404);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_cover_every_stage_with_help_text() {
+    let server = TestServer::start("metrics", 33).await;
+    let mut ws = server.connect("/ws").await;
+    audio_frames(&mut ws, 6).await;
+    let text = server.metrics().await;
+    for name in names::ALL {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP line"
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with(name) && !l.starts_with('#')),
+            "{name} has no samples"
+        );
+    }
+    // Histograms are real histograms with explicit buckets, and they saw this listener's chunks.
+    for histogram in [
+        names::SYNTHESIS_DURATION,
+        names::CHUNK_DELIVERY,
+        names::CHUNK_JITTER,
+        names::STARTUP,
+    ] {
+        assert!(text.contains(&format!("# TYPE {histogram} histogram")), "{histogram}");
+        assert!(text.contains(&format!("{histogram}_bucket{{")), "{histogram}");
+    }
+    let sent = metric_value(&text, "auralis_ws_chunks_sent_total{station=\"metrics\"}").unwrap();
+    assert!(sent >= 6.0, "chunks sent {sent}");
+    let bytes = metric_value(&text, "auralis_ws_bytes_sent_total{station=\"metrics\"}").unwrap();
+    assert!(bytes >= sent * 19_256.0, "bytes {bytes}");
+    assert_eq!(
+        metric_value(&text, "auralis_ws_connections{station=\"metrics\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&text, "auralis_startup_seconds_count{station=\"metrics\"}"),
+        Some(1.0)
+    );
+    // No per-client labels anywhere: only station, backend, reason and version.
+    for line in text.lines().filter(|l| !l.starts_with('#') && l.contains('{')) {
+        let labels = &line[line.find('{').unwrap() + 1..line.find('}').unwrap()];
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let key = pair.split('=').next().unwrap();
+            assert!(
+                ["station", "backend", "reason", "version", "le"].contains(&key),
+                "unexpected label {key} in {line}"
+            );
+        }
+    }
+}
