@@ -30,7 +30,9 @@ pub enum ConfigError {
     BadStation(String),
     #[error("duplicate station name {0:?}")]
     DuplicateStation(String),
-    #[error("--chunk-ms must be between 10 and 1000 and give whole frames at the sample rate (got {0})")]
+    #[error(
+        "--chunk-ms must be between 10 and 1000 and give whole frames at the sample rate (got {0})"
+    )]
     BadChunk(u32),
     #[error("--sample-rate must be between 8000 and 192000 (got {0})")]
     BadSampleRate(u32),
@@ -118,7 +120,9 @@ impl Config {
 
     /// Chunks the synthesis thread keeps rendered ahead.
     pub fn buffer_chunks(&self) -> usize {
-        (self.buffer_ms as usize).div_ceil(self.chunk_ms as usize).max(1)
+        (self.buffer_ms as usize)
+            .div_ceil(self.chunk_ms as usize)
+            .max(1)
     }
 
     /// Checks the values that flags and tests can get wrong.
@@ -163,14 +167,21 @@ mod tests {
     #[test]
     fn validates() {
         assert!(Config::default().validate().is_ok());
-        let mut c = Config::default();
-        c.chunk_ms = 7;
+        let c = Config {
+            chunk_ms: 7,
+            ..Config::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::BadChunk(7)));
         let mut c = Config::default();
         c.stations.push(c.stations[0].clone());
-        assert!(matches!(c.validate(), Err(ConfigError::DuplicateStation(_))));
-        let mut c = Config::default();
-        c.buffer_ms = 50;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::DuplicateStation(_))
+        ));
+        let c = Config {
+            buffer_ms: 50,
+            ..Config::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::BadBuffer(50)));
         assert_eq!(Config::default().chunk_frames(), 4800);
         assert_eq!(Config::default().buffer_chunks(), 3);

@@ -193,7 +193,10 @@ fn upgrade_listener(
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         telemetry::metrics::render(&state.metrics),
     )
         .into_response()

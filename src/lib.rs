@@ -7,12 +7,12 @@
 //! it all; [`server::run`] wires it together.
 
 pub mod config;
-pub mod synth;
-pub mod stream;
-pub mod telemetry;
-pub mod pipeline;
 pub mod http;
+pub mod load;
+pub mod pipeline;
 pub mod render;
 pub mod server;
+pub mod stream;
+pub mod synth;
+pub mod telemetry;
 pub mod web;
-pub mod load;

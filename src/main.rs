@@ -9,7 +9,11 @@ use auralis::telemetry::{init_logging, LogFormat};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "auralis", version, about = "Real-time generative audio streaming server with built-in telemetry")]
+#[command(
+    name = "auralis",
+    version,
+    about = "Real-time generative audio streaming server with built-in telemetry"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -132,7 +136,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    match cli.command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
+    {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Render(args) => render(args),
         Command::Load(args) => runtime.block_on(load(args)),
@@ -168,7 +175,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     println!("Auralis is streaming.");
     println!("  listen in a browser:  http://{addr}/");
-    println!("  WebSocket stream:     ws://{addr}/ws  (stations: {})", config.stations.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "  WebSocket stream:     ws://{addr}/ws  (stations: {})",
+        config
+            .stations
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("  metrics:              http://{addr}/metrics");
     println!("  status:               http://{addr}/api/status");
     println!("Press Ctrl-C to stop.");

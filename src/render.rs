@@ -13,10 +13,7 @@ use crate::synth::{Score, Synth, CHANNELS};
 #[derive(Debug, thiserror::Error)]
 pub enum RenderFileError {
     #[error("cannot write {path}: {source}")]
-    Wav {
-        path: String,
-        source: hound::Error,
-    },
+    Wav { path: String, source: hound::Error },
     #[error("nothing to render: --seconds must be positive and finite")]
     Empty,
     #[error("--start must be a non-negative number of seconds")]

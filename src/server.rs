@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, ConfigError};
+use crate::http::{self, AppState};
 use crate::pipeline::pacer::{self, Pacer};
 use crate::pipeline::ring::chunk_ring;
 use crate::pipeline::synthesis::{self, SynthesisSettings, SynthesisShared, SynthesisThread};
@@ -21,7 +22,6 @@ use crate::stream::protocol::{Codec, FrameHeader, StreamFormat};
 use crate::stream::ws::ListenerSettings;
 use crate::synth::{self, Backend, BackendError, Score, Synth, CHANNELS};
 use crate::telemetry::metrics::{self, InstallError};
-use crate::http::{self, AppState};
 
 /// How often the exporter's upkeep and process sampling run.
 const UPKEEP_PERIOD: Duration = Duration::from_secs(5);

@@ -35,7 +35,9 @@ mod tests {
     fn serves_index_at_root() {
         let index = super::asset("/").unwrap();
         assert!(index.content_type.starts_with("text/html"));
-        assert!(std::str::from_utf8(index.body).unwrap().contains("player.js"));
+        assert!(std::str::from_utf8(index.body)
+            .unwrap()
+            .contains("player.js"));
         assert!(super::asset("/nope").is_none());
         assert!(super::asset("/../Cargo.toml").is_none());
     }

@@ -56,7 +56,8 @@ async fn metrics_cover_every_stage_with_help_text() {
             "{name} has no HELP line"
         );
         assert!(
-            text.lines().any(|l| l.starts_with(name) && !l.starts_with('#')),
+            text.lines()
+                .any(|l| l.starts_with(name) && !l.starts_with('#')),
             "{name} has no samples"
         );
     }
@@ -67,8 +68,14 @@ async fn metrics_cover_every_stage_with_help_text() {
         names::CHUNK_JITTER,
         names::STARTUP,
     ] {
-        assert!(text.contains(&format!("# TYPE {histogram} histogram")), "{histogram}");
-        assert!(text.contains(&format!("{histogram}_bucket{{")), "{histogram}");
+        assert!(
+            text.contains(&format!("# TYPE {histogram} histogram")),
+            "{histogram}"
+        );
+        assert!(
+            text.contains(&format!("{histogram}_bucket{{")),
+            "{histogram}"
+        );
     }
     let sent = metric_value(&text, "auralis_ws_chunks_sent_total{station=\"metrics\"}").unwrap();
     assert!(sent >= 6.0, "chunks sent {sent}");
@@ -83,7 +90,10 @@ async fn metrics_cover_every_stage_with_help_text() {
         Some(1.0)
     );
     // No per-client labels anywhere: only station, backend, reason and version.
-    for line in text.lines().filter(|l| !l.starts_with('#') && l.contains('{')) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('{'))
+    {
         let labels = &line[line.find('{').unwrap() + 1..line.find('}').unwrap()];
         for pair in labels.split("\",").filter(|p| !p.is_empty()) {
             let key = pair.split('=').next().unwrap();

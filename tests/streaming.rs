@@ -57,9 +57,14 @@ async fn every_listener_gets_every_chunk_identically() {
             }
         }
     }
-    assert!(compared >= 3 * 20, "listeners overlapped on {compared} chunks");
+    assert!(
+        compared >= 3 * 20,
+        "listeners overlapped on {compared} chunks"
+    );
     // And the audio is not silence.
-    assert!(reference.iter().any(|f| f.payload().iter().any(|b| *b != 0)));
+    assert!(reference
+        .iter()
+        .any(|f| f.payload().iter().any(|b| *b != 0)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,10 +72,18 @@ async fn a_late_joiner_starts_at_the_live_edge() {
     let server = TestServer::start("late", 12).await;
     let mut early = server.connect("/ws").await;
     audio_frames(&mut early, 10).await;
-    let before = server.hub().stats.last_sequence.load(std::sync::atomic::Ordering::SeqCst);
+    let before = server
+        .hub()
+        .stats
+        .last_sequence
+        .load(std::sync::atomic::Ordering::SeqCst);
     let mut late = server.connect("/ws").await;
     let first = audio_frames(&mut late, 1).await.remove(0);
-    let after = server.hub().stats.last_sequence.load(std::sync::atomic::Ordering::SeqCst);
+    let after = server
+        .hub()
+        .stats
+        .last_sequence
+        .load(std::sync::atomic::Ordering::SeqCst);
     // The first chunk is the newest one at the time of joining: not the start of the stream,
     // not something from the ring's past.
     assert!(
@@ -105,7 +118,12 @@ async fn streamed_audio_equals_offline_render() {
         let mut pcm = Vec::new();
         render_pcm(&request, |block| pcm.extend_from_slice(block));
         let expected: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
-        assert_eq!(frame.payload(), &expected[..], "position {}", frame.header.position);
+        assert_eq!(
+            frame.payload(),
+            &expected[..],
+            "position {}",
+            frame.header.position
+        );
         compared += 1;
     }
     assert!(compared > 0, "every chunk was an underrun fill");
@@ -121,7 +139,10 @@ async fn malformed_control_gets_an_error_and_the_stream_goes_on() {
     let cases: [(Message, &str); 6] = [
         (Message::text("{not json"), "malformed_json"),
         (Message::text(r#"{"type":"dance"}"#), "unknown_type"),
-        (Message::text(r#"{"type":"ping","client_time":"soon"}"#), "invalid_message"),
+        (
+            Message::text(r#"{"type":"ping","client_time":"soon"}"#),
+            "invalid_message",
+        ),
         (
             Message::text(r#"{"type":"stats","buffer_ms":1e400,"underruns":0}"#),
             "malformed_json",
@@ -168,11 +189,17 @@ async fn malformed_control_gets_an_error_and_the_stream_goes_on() {
     assert_eq!(errors("invalid_message"), Some(2.0));
     assert_eq!(errors("binary_not_accepted"), Some(1.0));
     assert_eq!(
-        metric_value(&metrics, "auralis_client_underruns_total{station=\"bad-input\"}"),
+        metric_value(
+            &metrics,
+            "auralis_client_underruns_total{station=\"bad-input\"}"
+        ),
         Some(2.0)
     );
     assert_eq!(
-        metric_value(&metrics, "auralis_client_reports_total{station=\"bad-input\"}"),
+        metric_value(
+            &metrics,
+            "auralis_client_reports_total{station=\"bad-input\"}"
+        ),
         Some(1.0)
     );
 }
@@ -214,9 +241,11 @@ async fn a_wrong_protocol_version_is_refused_with_1002() {
     let mut ws = server.connect("/ws").await;
     let mut audio = Vec::new();
     assert_eq!(next_text(&mut ws, &mut audio).await["type"], "welcome");
-    ws.send(Message::text(r#"{"type":"hello","protocol":1,"client":"test"}"#))
-        .await
-        .unwrap();
+    ws.send(Message::text(
+        r#"{"type":"hello","protocol":1,"client":"test"}"#,
+    ))
+    .await
+    .unwrap();
     assert_eq!(next_text(&mut ws, &mut audio).await["type"], "welcome");
     ws.send(Message::text(r#"{"type":"hello","protocol":9}"#))
         .await
@@ -288,7 +317,10 @@ async fn a_listener_that_stops_reading_is_disconnected_and_others_see_no_gap() {
         if metric_value(&server.metrics().await, series) == Some(1.0) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "stalled listener never dropped");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stalled listener never dropped"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let more = audio_frames(&mut healthy, 3).await;
@@ -338,7 +370,11 @@ async fn stations_are_chosen_by_path_or_query_and_unknown_ones_are_404() {
         c.stations.push("two=22".parse().unwrap());
     })
     .await;
-    for (path, station) in [("/ws", "one"), ("/ws?station=two", "two"), ("/ws/two", "two")] {
+    for (path, station) in [
+        ("/ws", "one"),
+        ("/ws?station=two", "two"),
+        ("/ws/two", "two"),
+    ] {
         let mut ws = server.connect(path).await;
         let mut audio = Vec::new();
         let welcome = next_text(&mut ws, &mut audio).await;

@@ -179,13 +179,17 @@ impl Pacer {
             .ring_depth_chunks
             .store(depth as u64, Ordering::Relaxed);
         let overruns = self.synthesis.overruns();
-        hub.metrics.overruns.increment(overruns - self.seen_overruns);
+        hub.metrics
+            .overruns
+            .increment(overruns - self.seen_overruns);
         hub.stats
             .overruns
             .fetch_add(overruns - self.seen_overruns, Ordering::Relaxed);
         self.seen_overruns = overruns;
         let skips = self.synthesis.skipped_chunks();
-        hub.metrics.synthesis_skipped.increment(skips - self.seen_skips);
+        hub.metrics
+            .synthesis_skipped
+            .increment(skips - self.seen_skips);
         self.seen_skips = skips;
     }
 
@@ -328,7 +332,10 @@ mod tests {
                 assert_eq!(header.flags, 0);
                 assert!(payload.iter().any(|b| *b != 0));
             } else {
-                assert_eq!(header.flags, FLAG_UNDERRUN_FILL, "frame {i} is flagged silence");
+                assert_eq!(
+                    header.flags, FLAG_UNDERRUN_FILL,
+                    "frame {i} is flagged silence"
+                );
                 assert!(payload.iter().all(|b| *b == 0));
             }
         }

@@ -1,5 +1,5 @@
 //! Streaming: the wire protocol, the per-station fan-out hub and the per-listener WebSocket logic.
 
-pub mod protocol;
 pub mod hub;
+pub mod protocol;
 pub mod ws;

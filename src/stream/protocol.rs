@@ -360,8 +360,9 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, Rejection> {
         if !sane(*buffer_ms) || !latency_ms.is_none_or(sane) {
             return Err(Rejection {
                 code: ErrorCode::InvalidMessage,
-                message: "invalid stats message: buffer_ms and latency_ms must be between 0 and 600000"
-                    .to_string(),
+                message:
+                    "invalid stats message: buffer_ms and latency_ms must be between 0 and 600000"
+                        .to_string(),
             });
         }
     }
@@ -450,8 +451,14 @@ mod tests {
         assert_eq!(code("[1,2]"), ErrorCode::MalformedJson);
         assert_eq!(code(r#"{"type":5}"#), ErrorCode::MalformedJson);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
-        assert_eq!(code(r#"{"type":"ping","client_time":"x"}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code(r#"{"type":"ping","bogus":1}"#), ErrorCode::InvalidMessage);
+        assert_eq!(
+            code(r#"{"type":"ping","client_time":"x"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"ping","bogus":1}"#),
+            ErrorCode::InvalidMessage
+        );
         assert_eq!(
             code(r#"{"type":"stats","buffer_ms":-1,"underruns":0}"#),
             ErrorCode::InvalidMessage

@@ -139,7 +139,8 @@ where
         return reason;
     }
     if let Some(frame) = latest {
-        if let Err(reason) = send_frame(&mut sink, &frame, 0, session, settings, &mut delivery).await
+        if let Err(reason) =
+            send_frame(&mut sink, &frame, 0, session, settings, &mut delivery).await
         {
             return reason;
         }
@@ -254,9 +255,10 @@ where
         .delivery
         .record(now.saturating_duration_since(frame.popped_at).as_secs_f64());
     match delivery.last_write {
-        None => metrics
-            .startup
-            .record(now.saturating_duration_since(session.requested_at).as_secs_f64()),
+        None => metrics.startup.record(
+            now.saturating_duration_since(session.requested_at)
+                .as_secs_f64(),
+        ),
         Some(last) if delivery.regular_intervals && extra_flags == 0 => {
             let interval = now.saturating_duration_since(last).as_secs_f64();
             metrics
@@ -310,14 +312,15 @@ where
     let mut reported_underruns: Option<u64> = None;
     while let Some(message) = stream.next().await {
         let reply = match message {
-            Ok(Message::Text(text)) => match handle_text(&text, &session, &mut reported_underruns)
-            {
-                Reply::None => continue,
-                Reply::Send(message) => vec![Outgoing::Text(message.to_json())],
-                Reply::SendAndClose(message, close) => {
-                    vec![Outgoing::Text(message.to_json()), close]
+            Ok(Message::Text(text)) => {
+                match handle_text(&text, &session, &mut reported_underruns) {
+                    Reply::None => continue,
+                    Reply::Send(message) => vec![Outgoing::Text(message.to_json())],
+                    Reply::SendAndClose(message, close) => {
+                        vec![Outgoing::Text(message.to_json()), close]
+                    }
                 }
-            },
+            }
             Ok(Message::Binary(_)) => vec![Outgoing::Text(
                 reject(
                     &session,

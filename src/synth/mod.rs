@@ -30,7 +30,9 @@ impl Backend {
 /// The requested backend cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("the GPU renderer is not available in this build; use --backend cpu or --backend auto")]
+    #[error(
+        "the GPU renderer is not available in this build; use --backend cpu or --backend auto"
+    )]
     GpuUnavailable,
 }
 

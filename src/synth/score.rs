@@ -89,7 +89,7 @@ impl MusicParams {
 
 // Salts keep the hash streams of different decisions independent.
 const SALT_PARAMS: u64 = 0x5041_5241;
-const SALT_PROGRESSION: u64 = 0x50_524F_47;
+const SALT_PROGRESSION: u64 = 0x5052_4F47;
 const SALT_MOTIF: u64 = 0x4D4F_5449;
 const SALT_VARIATION: u64 = 0x5641_5249;
 const SALT_KICK: u64 = 0x4B49_434B;
@@ -198,8 +198,8 @@ impl Score {
     pub fn chord_degree(&self, bar: u64) -> u8 {
         let chord = bar / self.bars_per_chord;
         let section = bar / BARS_PER_SECTION;
-        let progression = PROGRESSIONS[(hash(self.seed, SALT_PROGRESSION, section)
-            % PROGRESSIONS.len() as u64) as usize];
+        let progression = PROGRESSIONS
+            [(hash(self.seed, SALT_PROGRESSION, section) % PROGRESSIONS.len() as u64) as usize];
         progression[(chord % 4) as usize]
     }
 
@@ -342,7 +342,8 @@ impl Score {
         let section = bar / BARS_PER_SECTION;
         // Every fourth section varies the pattern, so the groove breathes.
         let pattern = if section % 4 == 3 {
-            KICK_PATTERNS[(hash(self.seed, SALT_KICK, section) % KICK_PATTERNS.len() as u64) as usize]
+            KICK_PATTERNS
+                [(hash(self.seed, SALT_KICK, section) % KICK_PATTERNS.len() as u64) as usize]
         } else {
             self.kick_pattern
         };
@@ -503,7 +504,10 @@ mod tests {
         for step in 0..512 {
             if let Some(midi) = score.lead_note(step) {
                 notes += 1;
-                assert!(scale.contains(&(midi - key).rem_euclid(12)), "step {step}: {midi}");
+                assert!(
+                    scale.contains(&(midi - key).rem_euclid(12)),
+                    "step {step}: {midi}"
+                );
             }
         }
         assert!(notes > 200, "a melody, not silence: {notes} notes");
@@ -511,8 +515,12 @@ mod tests {
 
     #[test]
     fn different_seeds_write_different_music() {
-        let a: Vec<_> = (0..64).map(|s| Score::new(1, 48_000).lead_note(s)).collect();
-        let b: Vec<_> = (0..64).map(|s| Score::new(2, 48_000).lead_note(s)).collect();
+        let a: Vec<_> = (0..64)
+            .map(|s| Score::new(1, 48_000).lead_note(s))
+            .collect();
+        let b: Vec<_> = (0..64)
+            .map(|s| Score::new(2, 48_000).lead_note(s))
+            .collect();
         assert_ne!(a, b);
     }
 }

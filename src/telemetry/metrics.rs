@@ -267,10 +267,7 @@ fn describe_all() {
     );
     describe_gauge!(WS_CONNECTIONS, "Listeners connected now.");
     describe_counter!(WS_CONNECTIONS_TOTAL, "Listeners that connected.");
-    describe_counter!(
-        WS_DISCONNECTIONS,
-        "Listeners that disconnected, by reason."
-    );
+    describe_counter!(WS_DISCONNECTIONS, "Listeners that disconnected, by reason.");
     describe_histogram!(
         WS_CONNECTION_DURATION,
         Unit::Seconds,
@@ -282,7 +279,10 @@ fn describe_all() {
         Unit::Bytes,
         "Bytes of audio frames written to listeners (WebSocket payloads)."
     );
-    describe_counter!(WS_SEND_ERRORS, "Chunk writes to listeners that failed or timed out.");
+    describe_counter!(
+        WS_SEND_ERRORS,
+        "Chunk writes to listeners that failed or timed out."
+    );
     describe_counter!(
         WS_CHUNKS_DROPPED,
         "Chunks a listener skipped, by reason (lagged: it fell behind and jumped to the live edge)."
@@ -301,15 +301,9 @@ fn describe_all() {
         Unit::Seconds,
         "Client-reported playback buffer depth."
     );
-    describe_counter!(
-        CLIENT_UNDERRUNS,
-        "Playback underruns reported by clients."
-    );
+    describe_counter!(CLIENT_UNDERRUNS, "Playback underruns reported by clients.");
     describe_counter!(CLIENT_REPORTS, "Client stats reports accepted.");
-    describe_gauge!(
-        BUILD_INFO,
-        "Build information; the value is always 1."
-    );
+    describe_gauge!(BUILD_INFO, "Build information; the value is always 1.");
 }
 
 /// Handles for one station's series, created once so hot paths only touch atomics.
@@ -349,8 +343,9 @@ impl StationMetrics {
         let disconnections = DisconnectReason::ALL.map(|reason| {
             counter!(WS_DISCONNECTIONS, "station" => s.clone(), "reason" => reason.as_str())
         });
-        let client_errors = ErrorCode::ALL
-            .map(|code| counter!(WS_CLIENT_ERRORS, "station" => s.clone(), "reason" => code.as_str()));
+        let client_errors = ErrorCode::ALL.map(
+            |code| counter!(WS_CLIENT_ERRORS, "station" => s.clone(), "reason" => code.as_str()),
+        );
         let metrics = Self {
             synthesis_duration: histogram!(SYNTHESIS_DURATION, "station" => s.clone(), "backend" => backend),
             realtime_factor: gauge!(SYNTHESIS_REALTIME_FACTOR, "station" => s.clone(), "backend" => backend),

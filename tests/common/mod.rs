@@ -84,7 +84,10 @@ impl TestServer {
     async fn wait_live(&self) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while !self.handles.stations.iter().all(|(hub, _)| hub.is_live()) {
-            assert!(tokio::time::Instant::now() < deadline, "stations never went live");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "stations never went live"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -246,14 +249,29 @@ where
 pub fn assert_contiguous(frames: &[Audio]) {
     for pair in frames.windows(2) {
         let (a, b) = (&pair[0].header, &pair[1].header);
-        assert_eq!(b.sequence, a.sequence + 1, "sequence gap: {} -> {}", a.sequence, b.sequence);
-        assert_eq!(b.position, a.position + a.frames as u64, "position must advance one chunk");
+        assert_eq!(
+            b.sequence,
+            a.sequence + 1,
+            "sequence gap: {} -> {}",
+            a.sequence,
+            b.sequence
+        );
+        assert_eq!(
+            b.position,
+            a.position + a.frames as u64,
+            "position must advance one chunk"
+        );
         assert_eq!(b.flags & auralis::stream::protocol::FLAG_DISCONTINUITY, 0);
     }
 }
 
 /// The value of a metric series in Prometheus text (exact label set), if present.
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
