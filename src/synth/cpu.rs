@@ -14,8 +14,11 @@ pub const CHANNELS: usize = 2;
 /// Renders voice tables on the CPU.
 #[derive(Debug)]
 pub struct CpuRenderer {
-    /// The pad bus, kept apart so the tremolo applies to pads only.
-    pad_bus: Vec<f32>,
+    /// Planar scratch buses (left, right) for the dry mix and the pads, which get the tremolo.
+    left: Vec<f32>,
+    right: Vec<f32>,
+    pad_left: Vec<f32>,
+    pad_right: Vec<f32>,
 }
 
 /// The block does not fit the renderer or the output slice.
@@ -27,11 +30,19 @@ pub enum RenderError {
     BlockTooLong { frames: usize, max: usize },
 }
 
+/// Envelopes and oscillator phases are evaluated exactly every `SEGMENT` frames of a voice's age
+/// and interpolated in between. Segments are aligned to the voice's onset, so the output is a
+/// pure function of the stream position, whatever the block boundaries.
+pub const SEGMENT: u64 = 64;
+
 impl CpuRenderer {
     /// A renderer for blocks of up to `max_frames` frames.
     pub fn new(max_frames: usize) -> Self {
         Self {
-            pad_bus: vec![0.0; max_frames * CHANNELS],
+            left: vec![0.0; max_frames],
+            right: vec![0.0; max_frames],
+            pad_left: vec![0.0; max_frames],
+            pad_right: vec![0.0; max_frames],
         }
     }
 
@@ -48,34 +59,31 @@ impl CpuRenderer {
                 needed,
             });
         }
-        if needed > self.pad_bus.len() {
+        if frames > self.left.len() {
             return Err(RenderError::BlockTooLong {
                 frames,
-                max: self.pad_bus.len() / CHANNELS,
+                max: self.left.len(),
             });
         }
-        let pads = &mut self.pad_bus[..needed];
-        pads.fill(0.0);
-        out.fill(0.0);
+        let (left, right) = (&mut self.left[..frames], &mut self.right[..frames]);
+        let (pad_left, pad_right) = (&mut self.pad_left[..frames], &mut self.pad_right[..frames]);
+        for bus in [&mut *left, &mut *right, &mut *pad_left, &mut *pad_right] {
+            bus.fill(0.0);
+        }
         for voice in table.voices() {
             match voice.kind {
-                VoiceKind::Pad => add_tonal(voice, frames, pads, &PAD_HARMONICS),
-                VoiceKind::Lead => add_tonal(voice, frames, out, &LEAD_HARMONICS),
-                VoiceKind::Kick => add_kick(voice, frames, out),
-                VoiceKind::Swell => add_swell(voice, table.start, frames, out),
+                VoiceKind::Pad => add_tonal(voice, &PAD_HARMONICS, pad_left, pad_right),
+                VoiceKind::Lead => add_tonal(voice, &LEAD_HARMONICS, left, right),
+                VoiceKind::Kick => add_tonal(voice, &SINE, left, right),
+                VoiceKind::Swell => add_swell(voice, table.start, left, right),
             }
         }
         let mix = table.mix;
-        for (k, (frame, pad)) in out
-            .chunks_exact_mut(CHANNELS)
-            .zip(pads.chunks_exact(CHANNELS))
-            .enumerate()
-        {
+        for (k, frame) in out.chunks_exact_mut(CHANNELS).enumerate() {
             let tremolo_turns = fract((table.start + k as u64) as f64 * mix.tremolo_increment);
             let tremolo = 1.0 + mix.tremolo_depth * sin_turns(tremolo_turns as f32);
-            for (sample, pad) in frame.iter_mut().zip(pad) {
-                *sample = (mix.drive * (*sample + pad * tremolo)).tanh() * mix.master_gain;
-            }
+            frame[0] = soft_clip(mix.drive * (left[k] + pad_left[k] * tremolo)) * mix.master_gain;
+            frame[1] = soft_clip(mix.drive * (right[k] + pad_right[k] * tremolo)) * mix.master_gain;
         }
         Ok(())
     }
@@ -85,6 +93,7 @@ impl CpuRenderer {
 type Harmonics = [f32; 3];
 const PAD_HARMONICS: Harmonics = [1.0, 0.28, 0.1];
 const LEAD_HARMONICS: Harmonics = [1.0, 0.45, 0.18];
+const SINE: Harmonics = [1.0, 0.0, 0.0];
 
 /// The frame range `k0..k1` of the block in which `voice` sounds.
 fn active_range(voice: &Voice, frames: usize) -> (usize, usize) {
@@ -93,91 +102,98 @@ fn active_range(voice: &Voice, frames: usize) -> (usize, usize) {
     (start.min(end) as usize, end as usize)
 }
 
-/// Attack ramp times linear release: the gate part of every envelope.
-#[inline(always)]
-fn gate_envelope(voice: &Voice, age: f32) -> f32 {
-    let attack = (age / voice.attack as f32).min(1.0);
-    let gate = voice.gate as f32;
+/// The voice's amplitude envelope at `age` frames, exactly (attack ramp, exponential decay to the
+/// sustain level, linear release after the gate).
+pub fn envelope(voice: &Voice, age: u64) -> f64 {
+    let age_f = age as f64;
+    let attack = (age_f / voice.attack.max(1) as f64).min(1.0);
+    let level = if voice.decay_frames > 0.0 {
+        let sustain = voice.sustain as f64;
+        sustain + (1.0 - sustain) * (-age_f / voice.decay_frames as f64).exp()
+    } else {
+        1.0
+    };
+    let gate = voice.gate as u64;
     let release = if age < gate {
         1.0
     } else {
-        (1.0 - (age - gate) / voice.release as f32).max(0.0)
+        (1.0 - (age - gate) as f64 / voice.release.max(1) as f64).max(0.0)
     };
-    attack * release
+    attack * level * release
 }
 
-/// `exp(-age / tau)` at the first active frame and the per-frame factor that continues it.
-fn decay_start(tau: f32, age: u64) -> (f64, f64) {
-    if tau <= 0.0 {
-        return (1.0, 1.0);
+/// The voice's oscillator phase at `age` frames, in turns (not reduced). Kicks add an
+/// exponential pitch sweep: `aux * (1 - exp(-age / aux_frames))`.
+pub fn phase(voice: &Voice, age: u64) -> f64 {
+    let linear = age as f64 * voice.increment;
+    match voice.kind {
+        VoiceKind::Kick if voice.aux_frames > 0.0 => {
+            linear + voice.aux * (1.0 - (-(age as f64) / voice.aux_frames as f64).exp())
+        }
+        _ => linear,
     }
-    let tau = tau as f64;
-    ((-(age as f64) / tau).exp(), (-1.0 / tau).exp())
 }
 
-fn add_tonal(voice: &Voice, frames: usize, out: &mut [f32], harmonics: &Harmonics) {
-    let (k0, k1) = active_range(voice, frames);
-    if k0 >= k1 {
-        return;
-    }
-    let first_age = (k0 as i64 - voice.onset) as u64;
-    let (mut decay, decay_step) = decay_start(voice.decay_frames, first_age);
-    let sustain = voice.sustain as f64;
-    for k in k0..k1 {
+/// Adds an oscillator voice to a stereo bus, one onset-aligned segment at a time.
+fn add_tonal(voice: &Voice, harmonics: &Harmonics, left: &mut [f32], right: &mut [f32]) {
+    let (k0, k1) = active_range(voice, left.len());
+    let mut k = k0;
+    while k < k1 {
         let age = (k as i64 - voice.onset) as u64;
-        let turns = fract(age as f64 * voice.increment) as f32;
-        let level = (sustain + (1.0 - sustain) * decay) as f32;
-        decay *= decay_step;
-        let env = gate_envelope(voice, age as f32) * level;
-        let s = sin_turns(turns);
-        let c = cos_turns(turns);
-        // Second and third harmonics from the first by double/triple-angle identities.
-        let s2 = 2.0 * s * c;
-        let s3 = s * (3.0 - 4.0 * s * s);
-        let wave = harmonics[0] * s + harmonics[1] * s2 + harmonics[2] * s3;
-        let v = wave * env;
-        out[2 * k] += v * voice.gain_left;
-        out[2 * k + 1] += v * voice.gain_right;
+        let offset = age % SEGMENT;
+        let segment_age = age - offset;
+        let end = k1.min(k + (SEGMENT - offset) as usize);
+        // Exact values at the segment's ends (f64), linear in between (f32, vectorisable).
+        let phase_start = phase(voice, segment_age);
+        let step = ((phase(voice, segment_age + SEGMENT) - phase_start) / SEGMENT as f64) as f32;
+        let base = fract(phase_start) as f32;
+        let env_start = envelope(voice, segment_age) as f32;
+        let env_step = (envelope(voice, segment_age + SEGMENT) as f32 - env_start) / SEGMENT as f32;
+        let (gain_left, gain_right) = (voice.gain_left, voice.gain_right);
+        let lanes = left[k..end].iter_mut().zip(right[k..end].iter_mut());
+        for (j, (l, r)) in (offset..).zip(lanes) {
+            let j = j as f32;
+            let turns = base + j * step;
+            let turns = turns - (turns as i32) as f32;
+            let s = sin_turns(turns);
+            let c = cos_turns(turns);
+            // Second and third harmonics from the first by double/triple-angle identities.
+            let s2 = 2.0 * s * c;
+            let s3 = s * (3.0 - 4.0 * s * s);
+            let wave = harmonics[0] * s + harmonics[1] * s2 + harmonics[2] * s3;
+            let v = wave * (env_start + j * env_step);
+            *l += v * gain_left;
+            *r += v * gain_right;
+        }
+        k = end;
     }
 }
 
-fn add_kick(voice: &Voice, frames: usize, out: &mut [f32]) {
-    let (k0, k1) = active_range(voice, frames);
-    if k0 >= k1 {
-        return;
-    }
-    let first_age = (k0 as i64 - voice.onset) as u64;
-    let (mut decay, decay_step) = decay_start(voice.decay_frames, first_age);
-    let (mut sweep, sweep_step) = decay_start(voice.aux_frames, first_age);
-    for k in k0..k1 {
-        let age = (k as i64 - voice.onset) as u64;
-        // Phase of a sine whose frequency falls exponentially to `increment`.
-        let turns = fract(age as f64 * voice.increment + voice.aux * (1.0 - sweep)) as f32;
-        let env = gate_envelope(voice, age as f32) * decay as f32;
-        decay *= decay_step;
-        sweep *= sweep_step;
-        let v = sin_turns(turns) * env;
-        out[2 * k] += v * voice.gain_left;
-        out[2 * k + 1] += v * voice.gain_right;
-    }
-}
-
-fn add_swell(voice: &Voice, block_start: u64, frames: usize, out: &mut [f32]) {
-    let (k0, k1) = active_range(voice, frames);
+fn add_swell(voice: &Voice, block_start: u64, left: &mut [f32], right: &mut [f32]) {
+    let (k0, k1) = active_range(voice, left.len());
     let seed = voice.aux as u64;
     let gate = voice.gate as f32;
     for k in k0..k1 {
         let age = (k as i64 - voice.onset) as u64;
         let rise = (age as f32 / gate).min(1.0);
-        let env = gate_envelope(voice, age as f32) * rise * rise;
+        let env = envelope(voice, age) as f32 * rise * rise;
         let position = block_start + k as u64;
         // Sweep the noise across the stereo field as it rises.
         let pan = 0.5 + 0.4 * sin_turns(fract(age as f64 / 96_000.0) as f32);
-        let left = value_noise(seed, position) * env * (1.0 - pan) * 2.0;
-        let right = value_noise(seed ^ 0xA5A5, position) * env * pan * 2.0;
-        out[2 * k] += left * voice.gain_left;
-        out[2 * k + 1] += right * voice.gain_right;
+        left[k] += value_noise(seed, position) * env * (1.0 - pan) * 2.0 * voice.gain_left;
+        right[k] += value_noise(seed ^ 0xA5A5, position) * env * pan * 2.0 * voice.gain_right;
     }
+}
+
+/// `tanh`, by Lambert's continued fraction (7th order; error below 1e-6 for |x| < 4.5, clamped
+/// beyond). Cheaper than libm and vectorisable; the GPU shaders use the same formula.
+#[inline(always)]
+pub fn soft_clip(x: f32) -> f32 {
+    let x = x.clamp(-4.97, 4.97);
+    let x2 = x * x;
+    let numerator = x * (135_135.0 + x2 * (17_325.0 + x2 * (378.0 + x2)));
+    let denominator = 135_135.0 + x2 * (62_370.0 + x2 * (3_150.0 + x2 * 28.0));
+    (numerator / denominator).clamp(-1.0, 1.0)
 }
 
 /// Smoothly interpolated noise at absolute frame `position` (8-frame segments: a soft "whoosh").
@@ -208,10 +224,8 @@ pub fn fract(x: f64) -> f64 {
 /// (max error about 4e-6). The GPU shaders use the same formula, so both renderers agree.
 #[inline(always)]
 pub fn sin_turns(t: f32) -> f32 {
-    let mut x = t - 0.5;
-    if x >= 0.5 {
-        x -= 1.0;
-    }
+    let x = t - 0.5;
+    let x = if x >= 0.5 { x - 1.0 } else { x };
     // sin(2π t) = -sin(2π x), x in -0.5..0.5; fold to -0.25..0.25 with sin(π - a) = sin(a).
     let x = if x > 0.25 {
         0.5 - x
@@ -246,6 +260,36 @@ mod tests {
             let exact_cos = (t as f64 * std::f64::consts::TAU).cos() as f32;
             assert!((cos_turns(t) - exact_cos).abs() < 1e-5, "t={t}");
         }
+    }
+
+    #[test]
+    fn soft_clip_matches_tanh() {
+        for i in -600..=600 {
+            let x = i as f32 / 100.0;
+            assert!((soft_clip(x) - x.tanh()).abs() < 2e-4, "x={x}");
+        }
+        // Saturates at (just under) full scale, never beyond.
+        assert!((0.99999..=1.0).contains(&soft_clip(100.0)));
+        assert!((-1.0..=-0.99999).contains(&soft_clip(-100.0)));
+    }
+
+    #[test]
+    fn output_does_not_depend_on_block_boundaries() {
+        let score = Score::new(21, 48_000);
+        let mut renderer = CpuRenderer::new(4800);
+        let mut table = VoiceTable::new();
+        let start = 1_795_000_000u64 * 48_000;
+        let mut whole = vec![0.0; 9600];
+        score.compose(start, 4800, &mut table);
+        renderer.render(&table, &mut whole).unwrap();
+        let mut pieces = Vec::new();
+        for (offset, frames) in [(0u64, 1000u32), (1000, 37), (1037, 3763)] {
+            let mut out = vec![0.0; frames as usize * 2];
+            score.compose(start + offset, frames, &mut table);
+            renderer.render(&table, &mut out).unwrap();
+            pieces.extend(out);
+        }
+        assert_eq!(pieces, whole);
     }
 
     #[test]

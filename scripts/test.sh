@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test suite of Auralis from a fresh checkout: formatting, lints, unit, integration,
+# doc tests and a smoke run of every benchmark. Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# Toolchain components (the machine's rustup toolchain may lack them).
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+    log "installing ${component}"
+    rustup component add "${component}"
+  fi
+done
+
+# System packages the suites use. Installed only when missing; a missing tool fails the run.
+packages=(curl)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy -D warnings"
+cargo clippy --all-targets --all-features -- -D warnings
+
+log "cargo test (unit, integration, benches in test mode)"
+cargo test --all-targets --all-features
+
+log "cargo test --doc"
+cargo test --doc --all-features
+
+log "end-to-end smoke: the binary serves, streams and reports"
+./scripts/smoke.sh
+
+log "all suites passed"
