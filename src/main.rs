@@ -71,6 +71,9 @@ struct ServeArgs {
     /// Largest client message accepted, in bytes.
     #[arg(long, env = "AURALIS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     max_message_bytes: usize,
+    /// On shutdown, how long to wait for listeners to close, in ms.
+    #[arg(long, env = "AURALIS_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
+    shutdown_grace_ms: u64,
     #[command(flatten)]
     audio: AudioArgs,
 }
@@ -166,7 +169,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         send_timeout: Duration::from_millis(args.send_timeout_ms),
         tcp_send_buffer_bytes: (args.tcp_send_buffer > 0).then_some(args.tcp_send_buffer),
         max_client_message_bytes: args.max_message_bytes,
-        ..Config::default()
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -223,6 +226,8 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
     let config = Config {
         sample_rate: args.audio.sample_rate,
         chunk_ms: args.audio.chunk_ms,
+        // Rendering offline needs no ring; keep the buffer check out of the way.
+        buffer_ms: args.audio.chunk_ms.max(Config::default().buffer_ms),
         backend: args.audio.backend,
         ..Config::default()
     };

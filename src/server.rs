@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
@@ -58,11 +59,21 @@ pub struct Handles {
     pub stations: Vec<(Arc<StationHub>, Arc<SynthesisShared>)>,
 }
 
-/// The stream position the pacer starts at: the current wall-clock time on the chunk grid, so
-/// several instances with the same seed stream the same audio at the same moment.
-pub fn live_start_position(sample_rate: u32, chunk_frames: usize) -> u64 {
-    let frames = (unix_nanos() as u128 * sample_rate as u128 / 1_000_000_000) as u64;
-    frames - frames % chunk_frames as u64
+/// Time synthesis gets to fill the ring before the first chunk is due.
+const START_LEAD: Duration = Duration::from_millis(500);
+
+/// Where and when the stream starts: the first chunk-grid position at least `lead` in the future
+/// (stream position 0 is the Unix epoch), and the monotonic instant at which it comes due. Every
+/// instance with the same seed and clock therefore releases the same chunk at the same moment.
+pub fn live_start(sample_rate: u32, chunk_frames: usize, lead: Duration) -> (u64, Instant) {
+    let now_unix = unix_nanos() as u128;
+    let now = Instant::now();
+    let chunk = chunk_frames as u128;
+    let earliest = (now_unix + lead.as_nanos()) * sample_rate as u128 / 1_000_000_000;
+    let position = earliest.div_ceil(chunk) * chunk;
+    let due_unix = position * 1_000_000_000 / sample_rate as u128;
+    let wait = Duration::from_nanos(due_unix.saturating_sub(now_unix) as u64);
+    (position as u64, now + wait)
 }
 
 /// Runs the server on `listener` until `shutdown` resolves.
@@ -174,7 +185,7 @@ fn start_stations(
     let chunk_frames = config.chunk_frames();
     let target_depth = config.buffer_chunks();
     let capacity = target_depth + RING_HEADROOM_CHUNKS;
-    let start_position = live_start_position(config.sample_rate, chunk_frames);
+    let (start_position, first_deadline) = live_start(config.sample_rate, chunk_frames, START_LEAD);
     let format = StreamFormat {
         codec: Codec::PcmS16Le.name().to_string(),
         sample_rate: config.sample_rate,
@@ -226,12 +237,12 @@ fn start_stations(
             synthesis.waker(),
             template,
             start_position,
-            target_depth,
         );
         tokio::spawn(pacer::run(
             pacer,
             Arc::clone(&hub),
             config.chunk_period(),
+            first_deadline,
             stop.clone(),
         ));
         running.push(RunningStation { hub, synthesis });

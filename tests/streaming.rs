@@ -414,3 +414,25 @@ async fn shutdown_closes_every_listener_with_1001() {
     }
     stopping.await.unwrap().expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_one_seed_stream_the_same_audio() {
+    let a = TestServer::start("twin-a", 77).await;
+    let b = TestServer::start("twin-b", 77).await;
+    let mut wa = a.connect("/ws").await;
+    let mut wb = b.connect("/ws").await;
+    let fa = audio_frames(&mut wa, 10).await;
+    let fb = audio_frames(&mut wb, 10).await;
+    let mut compared = 0;
+    for x in fa.iter().filter(|f| f.header.flags == 0) {
+        if let Some(y) = fb
+            .iter()
+            .find(|f| f.header.sequence == x.header.sequence && f.header.flags == 0)
+        {
+            assert_eq!(x.header.position, y.header.position);
+            assert_eq!(x.payload(), y.payload(), "sequence {}", x.header.sequence);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 5, "instances overlapped on only {compared} chunks");
+}

@@ -10,7 +10,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{sleep_until, Instant};
 
 use super::ring::{ChunkConsumer, RenderedChunk};
 use super::synthesis::SynthesisShared;
@@ -24,8 +24,6 @@ use crate::stream::protocol::{
 const INTERVAL_WINDOW: usize = 50;
 /// Later than this behind its deadline, the pacer stops bursting to catch up and jumps instead.
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
-/// Longest the pacer waits at start for synthesis to fill the ring.
-const PREFILL_WAIT: Duration = Duration::from_secs(2);
 
 /// One station's pacer state (the timing loop is [`run`]).
 pub struct Pacer {
@@ -36,7 +34,6 @@ pub struct Pacer {
     template: FrameHeader,
     chunk_frames: u64,
     chunk_seconds: f64,
-    target_depth: usize,
     next_position: u64,
     next_sequence: u64,
     /// Flags for the next frame (a discontinuity after a jump).
@@ -58,7 +55,6 @@ impl Pacer {
         waker: Option<Thread>,
         template: FrameHeader,
         start_position: u64,
-        target_depth: usize,
     ) -> Self {
         let chunk_frames = template.frames as u64;
         Self {
@@ -68,7 +64,6 @@ impl Pacer {
             chunk_seconds: chunk_frames as f64 / template.sample_rate as f64,
             template,
             chunk_frames,
-            target_depth,
             next_position: start_position,
             next_sequence: start_position / chunk_frames.max(1),
             pending_flags: 0,
@@ -207,22 +202,17 @@ impl Pacer {
     }
 }
 
-/// Drives a pacer until `shutdown` turns true: waits for the ring to fill, then releases one chunk
-/// per `period` on absolute deadlines.
+/// Drives a pacer until `shutdown` turns true: releases the first chunk at `first_deadline` (the
+/// moment its position comes due on the wall clock), then one chunk per `period` on absolute
+/// deadlines. Synthesis fills the ring in the meantime.
 pub async fn run(
     mut pacer: Pacer,
     hub: Arc<StationHub>,
     period: Duration,
+    first_deadline: Instant,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let prefill_deadline = Instant::now() + PREFILL_WAIT;
-    while pacer.depth() < pacer.target_depth && Instant::now() < prefill_deadline {
-        if *shutdown.borrow() {
-            return;
-        }
-        sleep(Duration::from_millis(2)).await;
-    }
-    let start = Instant::now();
+    let start = first_deadline;
     let mut tick: u32 = 0;
     loop {
         let deadline = start + period * tick;
@@ -302,7 +292,7 @@ mod tests {
     fn setup(name: &str) -> (ChunkProducer, Pacer, Arc<StationHub>, Arc<SynthesisShared>) {
         let (producer, consumer) = chunk_ring(8, FRAMES as usize * 2);
         let shared = Arc::new(SynthesisShared::new(0));
-        let pacer = Pacer::new(consumer, Arc::clone(&shared), None, template(), 0, 2);
+        let pacer = Pacer::new(consumer, Arc::clone(&shared), None, template(), 0);
         (producer, pacer, hub(name), shared)
     }
 
@@ -314,7 +304,13 @@ mod tests {
         let (_, mut rx) = hub.subscribe();
         let (stop_tx, stop_rx) = watch::channel(false);
         let period = Duration::from_millis(100);
-        let task = tokio::spawn(run(pacer, Arc::clone(&hub), period, stop_rx));
+        let task = tokio::spawn(run(
+            pacer,
+            Arc::clone(&hub),
+            period,
+            Instant::now(),
+            stop_rx,
+        ));
 
         let mut frames = Vec::new();
         for _ in 0..5 {

@@ -135,7 +135,7 @@ where
         last_write: None,
         regular_intervals: false,
     };
-    if let Err(reason) = send_text(&mut sink, welcome(session).to_json(), settings).await {
+    if let Err(reason) = send_text(&mut sink, welcome(session).to_json(), session, settings).await {
         return reason;
     }
     if let Some(frame) = latest {
@@ -154,7 +154,7 @@ where
             }
             outgoing = out_rx.recv() => match outgoing {
                 Some(Outgoing::Text(text)) => {
-                    if let Err(reason) = send_text(&mut sink, text, settings).await {
+                    if let Err(reason) = send_text(&mut sink, text, session, settings).await {
                         return reason;
                     }
                 }
@@ -251,9 +251,12 @@ where
     let now = Instant::now();
     metrics.chunks_sent.increment(1);
     metrics.bytes_sent.increment(len);
-    metrics
-        .delivery
-        .record(now.saturating_duration_since(frame.popped_at).as_secs_f64());
+    // The catch-up frame sent at connect was popped up to a period ago: not a delivery sample.
+    if delivery.last_write.is_some() {
+        metrics
+            .delivery
+            .record(now.saturating_duration_since(frame.popped_at).as_secs_f64());
+    }
     match delivery.last_write {
         None => metrics.startup.record(
             now.saturating_duration_since(session.requested_at)
@@ -276,16 +279,19 @@ where
 async fn send_text<S>(
     sink: &mut S,
     text: String,
+    session: &Session,
     settings: ListenerSettings,
 ) -> Result<(), DisconnectReason>
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    match timeout(settings.send_timeout, sink.send(Message::Text(text.into()))).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(DisconnectReason::SendError),
-        Err(_) => Err(DisconnectReason::SendTimeout),
-    }
+    let result = match timeout(settings.send_timeout, sink.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(_)) => DisconnectReason::SendError,
+        Err(_) => DisconnectReason::SendTimeout,
+    };
+    session.station.metrics.send_errors.increment(1);
+    Err(result)
 }
 
 async fn close<S>(sink: &mut S, code: u16, reason: &'static str)

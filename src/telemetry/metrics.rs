@@ -42,7 +42,8 @@ pub const CLIENT_UNDERRUNS: &str = "auralis_client_underruns_total";
 pub const CLIENT_REPORTS: &str = "auralis_client_reports_total";
 pub const BUILD_INFO: &str = "auralis_build_info";
 
-/// Every metric this server exports, for docs and tests.
+/// The metrics `/metrics` always shows (with HELP text), for docs and tests. GPU fallbacks are
+/// described but only appear once a fallback happens.
 pub const ALL: [&str; 27] = [
     SYNTHESIS_DURATION,
     SYNTHESIS_REALTIME_FACTOR,
@@ -243,7 +244,7 @@ fn describe_all() {
     describe_histogram!(
         CHUNK_DELIVERY,
         Unit::Seconds,
-        "Time from the pacer popping a chunk off the ring to the listener's socket write completing."
+        "Time from the pacer popping a chunk off the ring to the listener's socket write completing (live chunks; not the catch-up chunk sent at connect)."
     );
     describe_histogram!(
         CHUNK_JITTER,
