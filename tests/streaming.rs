@@ -434,5 +434,8 @@ async fn two_instances_with_one_seed_stream_the_same_audio() {
             compared += 1;
         }
     }
-    assert!(compared >= 5, "instances overlapped on only {compared} chunks");
+    assert!(
+        compared >= 5,
+        "instances overlapped on only {compared} chunks"
+    );
 }
