@@ -31,9 +31,13 @@ async fn every_listener_gets_every_chunk_identically() {
             other => panic!("expected welcome, got {other:?}"),
         }
     }
+    // Every client reads at the same time, as real listeners do.
+    let readers = clients
+        .into_iter()
+        .map(|mut ws| tokio::spawn(async move { audio_frames(&mut ws, 25).await }));
     let mut received = Vec::new();
-    for ws in &mut clients {
-        received.push(audio_frames(ws, 25).await);
+    for reader in readers.collect::<Vec<_>>() {
+        received.push(reader.await.unwrap());
     }
     for frames in &received {
         assert_contiguous(frames);
@@ -421,8 +425,7 @@ async fn two_instances_with_one_seed_stream_the_same_audio() {
     let b = TestServer::start("twin-b", 77).await;
     let mut wa = a.connect("/ws").await;
     let mut wb = b.connect("/ws").await;
-    let fa = audio_frames(&mut wa, 10).await;
-    let fb = audio_frames(&mut wb, 10).await;
+    let (fa, fb) = tokio::join!(audio_frames(&mut wa, 10), audio_frames(&mut wb, 10));
     let mut compared = 0;
     for x in fa.iter().filter(|f| f.header.flags == 0) {
         if let Some(y) = fb
