@@ -107,6 +107,22 @@ impl FrameHeader {
     ///
     /// # Errors
     /// [`FrameError`] for anything that is not a complete v1 frame.
+    ///
+    /// # Examples
+    /// ```
+    /// use auralis::stream::protocol::{encode_frame, Codec, FrameHeader, FrameError};
+    ///
+    /// let header = FrameHeader {
+    ///     codec: Codec::PcmS16Le, channels: 2, sample_rate: 48_000, frames: 2, flags: 0,
+    ///     sequence: 9, position: 18, rendered_unix_ns: 1, sent_unix_ns: 2,
+    /// };
+    /// let bytes = encode_frame(&header, &[0.0, 0.5, -0.5, 1.0]);
+    /// let (decoded, payload) = FrameHeader::decode(&bytes)?;
+    /// assert_eq!(decoded, header);
+    /// assert_eq!(payload.len(), 8); // 2 frames x 2 channels x 2 bytes
+    /// assert_eq!(FrameHeader::decode(&bytes[..20]), Err(FrameError::Truncated(20)));
+    /// # Ok::<(), FrameError>(())
+    /// ```
     pub fn decode(frame: &[u8]) -> Result<(FrameHeader, &[u8]), FrameError> {
         if frame.len() < HEADER_LEN {
             return Err(FrameError::Truncated(frame.len()));

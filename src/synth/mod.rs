@@ -74,6 +74,22 @@ impl Synth {
     ///
     /// # Errors
     /// [`RenderError`] when `out` is longer than the renderer was built for or not whole frames.
+    ///
+    /// # Examples
+    /// ```
+    /// use auralis::synth::{Score, Synth};
+    ///
+    /// // Any block can be rendered on its own: the music is a function of seed and position.
+    /// let mut synth = Synth::new(Score::new(7, 48_000), 4800);
+    /// let mut block = vec![0.0f32; 4800 * 2];
+    /// synth.render(48_000 * 3600, &mut block)?;
+    /// assert!(block.iter().all(|s| s.abs() <= 1.0));
+    ///
+    /// let mut again = vec![0.0f32; 4800 * 2];
+    /// Synth::new(Score::new(7, 48_000), 4800).render(48_000 * 3600, &mut again)?;
+    /// assert_eq!(block, again);
+    /// # Ok::<(), auralis::synth::RenderError>(())
+    /// ```
     pub fn render(&mut self, position: u64, out: &mut [f32]) -> Result<(), RenderError> {
         let frames = (out.len() / CHANNELS) as u32;
         self.score.compose(position, frames, &mut self.table);

@@ -135,8 +135,9 @@ impl DisconnectReason {
     }
 }
 
-/// The Prometheus recorder, installed once per process (tests start many servers in one process).
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// Installed once per process (tests start many servers in one process). Concurrent callers wait
+/// for the first installation and share its outcome.
+static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
 /// Error installing the recorder (another global recorder was already set).
 #[derive(Debug, thiserror::Error)]
@@ -148,9 +149,13 @@ pub struct InstallError(String);
 /// # Errors
 /// [`InstallError`] when a different global recorder is already installed.
 pub fn install() -> Result<PrometheusHandle, InstallError> {
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
+    HANDLE
+        .get_or_init(install_once)
+        .clone()
+        .map_err(InstallError)
+}
+
+fn install_once() -> Result<PrometheusHandle, String> {
     let buckets: [(&str, &[f64]); 10] = [
         (SYNTHESIS_DURATION, FAST_BUCKETS),
         (PACER_LATE, FAST_BUCKETS),
@@ -173,18 +178,11 @@ pub fn install() -> Result<PrometheusHandle, InstallError> {
         };
         builder = builder
             .set_buckets_for_metric(matcher, values)
-            .map_err(|e| InstallError(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
     }
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
-    // Only the first caller's recorder wins; a concurrent loser keeps the winner's handle.
-    let handle = match metrics::set_global_recorder(recorder) {
-        Ok(()) => HANDLE.get_or_init(|| handle).clone(),
-        Err(e) => HANDLE
-            .get()
-            .cloned()
-            .ok_or_else(|| InstallError(e.to_string()))?,
-    };
+    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
     describe_all();
     metrics_process::Collector::default().describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
