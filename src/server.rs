@@ -249,3 +249,21 @@ fn start_stations(
     }
     Ok(running)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_starts_on_the_chunk_grid_a_little_ahead() {
+        let before = unix_nanos() as u128;
+        let lead = Duration::from_millis(500);
+        let (position, due) = live_start(48_000, 4800, lead);
+        assert_eq!(position % 4800, 0);
+        let position_unix = position as u128 * 1_000_000_000 / 48_000;
+        assert!(position_unix >= before + lead.as_nanos());
+        assert!(position_unix <= before + lead.as_nanos() + 100_000_000 + 50_000_000);
+        let wait = due.saturating_duration_since(Instant::now());
+        assert!(wait <= lead + Duration::from_millis(100));
+    }
+}

@@ -75,14 +75,7 @@ impl SynthesisThread {
         &self.shared
     }
 
-    /// Wakes the thread early (the pacer just freed a slot).
-    pub fn wake(&self) {
-        if let Some(handle) = &self.handle {
-            handle.thread().unpark();
-        }
-    }
-
-    /// A cheap handle the pacer keeps to wake the thread.
+    /// A cheap handle the pacer keeps to wake the thread when it frees a slot.
     pub fn waker(&self) -> Option<thread::Thread> {
         self.handle.as_ref().map(|h| h.thread().clone())
     }
