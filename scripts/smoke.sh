@@ -16,10 +16,15 @@ for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:${port}/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
-curl -fsS "http://127.0.0.1:${port}/healthz" | grep -q ok
-curl -fsS "http://127.0.0.1:${port}/api/status" | grep -q '"name":"smoke"'
-curl -fsS "http://127.0.0.1:${port}/" | grep -q player.js
-curl -fsS "http://127.0.0.1:${port}/metrics" | grep -q '^# HELP auralis_ws_chunks_sent_total'
+# Fetch to files first: `curl | grep -q` fails under pipefail when grep stops reading early.
+check() { # PATH PATTERN
+  curl -fsS "http://127.0.0.1:${port}$1" -o "$workdir/body"
+  grep -q -- "$2" "$workdir/body" || { echo "smoke: $1 lacks $2" >&2; exit 1; }
+}
+check /healthz ok
+check /api/status '"name":"smoke"'
+check / player.js
+check /metrics '^# HELP auralis_ws_chunks_sent_total'
 
 "$bin" load --url "ws://127.0.0.1:${port}/ws" --clients 20 --duration 3 --json "$workdir/load.json"
 python3 - "$workdir/load.json" <<'PY'

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
 
 # Toolchain components (the machine's rustup toolchain may lack them).
+installed_components=$(rustup component list --installed 2>/dev/null || true)
 for component in rustfmt clippy; do
-  if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+  if ! grep -q "^${component}" <<<"$installed_components"; then
     log "installing ${component}"
     rustup component add "${component}"
   fi
