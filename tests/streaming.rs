@@ -218,13 +218,7 @@ async fn an_oversized_message_is_refused_with_1009_and_others_keep_streaming() {
         .send(Message::text("x".repeat(100 * 1024)))
         .await
         .unwrap();
-    let close = loop {
-        match receive(&mut attacker).await {
-            Received::Closed(frame) => break frame,
-            _ => continue,
-        }
-    };
-    let close = close.expect("a close frame");
+    let close = close_frame(&mut attacker).await;
     assert_eq!(u16::from(close.code), 1009);
     let mut frames = before;
     frames.extend(audio_frames(&mut healthy, 5).await);
@@ -256,12 +250,7 @@ async fn a_wrong_protocol_version_is_refused_with_1002() {
         .unwrap();
     let error = next_text(&mut ws, &mut audio).await;
     assert_eq!(error["code"], "unsupported_protocol");
-    let close = loop {
-        match receive(&mut ws).await {
-            Received::Closed(frame) => break frame.expect("close frame"),
-            _ => continue,
-        }
-    };
+    let close = close_frame(&mut ws).await;
     assert_eq!(u16::from(close.code), 1002);
 }
 
@@ -408,12 +397,7 @@ async fn shutdown_closes_every_listener_with_1001() {
     audio_frames(&mut b, 2).await;
     let stopping = tokio::spawn(server.shutdown());
     for ws in [&mut a, &mut b] {
-        let close = loop {
-            match receive(ws).await {
-                Received::Closed(frame) => break frame.expect("close frame"),
-                _ => continue,
-            }
-        };
+        let close = close_frame(ws).await;
         assert_eq!(u16::from(close.code), 1001);
     }
     stopping.await.unwrap().expect("clean shutdown");

@@ -214,6 +214,18 @@ where
     }
 }
 
+/// Reads until the server closes; returns its close frame.
+pub async fn close_frame<S>(ws: &mut WebSocketStream<S>) -> CloseFrame
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        if let Received::Closed(frame) = receive(ws).await {
+            return frame.expect("a close frame with a code");
+        }
+    }
+}
+
 /// The next `n` audio frames, ignoring text messages.
 pub async fn audio_frames<S>(ws: &mut WebSocketStream<S>, n: usize) -> Vec<Audio>
 where
