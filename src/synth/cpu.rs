@@ -138,17 +138,25 @@ pub fn phase(voice: &Voice, age: u64) -> f64 {
 fn add_tonal(voice: &Voice, harmonics: &Harmonics, left: &mut [f32], right: &mut [f32]) {
     let (k0, k1) = active_range(voice, left.len());
     let mut k = k0;
+    // A segment's end values are the next segment's start values: computed once, carried over.
+    let mut carried: Option<(u64, f64, f64)> = None;
     while k < k1 {
         let age = (k as i64 - voice.onset) as u64;
         let offset = age % SEGMENT;
         let segment_age = age - offset;
         let end = k1.min(k + (SEGMENT - offset) as usize);
         // Exact values at the segment's ends (f64), linear in between (f32, vectorisable).
-        let phase_start = phase(voice, segment_age);
-        let step = ((phase(voice, segment_age + SEGMENT) - phase_start) / SEGMENT as f64) as f32;
+        let (phase_start, env_start) = match carried {
+            Some((at, phase, env)) if at == segment_age => (phase, env),
+            _ => (phase(voice, segment_age), envelope(voice, segment_age)),
+        };
+        let phase_end = phase(voice, segment_age + SEGMENT);
+        let env_end = envelope(voice, segment_age + SEGMENT);
+        carried = Some((segment_age + SEGMENT, phase_end, env_end));
+        let step = ((phase_end - phase_start) / SEGMENT as f64) as f32;
         let base = fract(phase_start) as f32;
-        let env_start = envelope(voice, segment_age) as f32;
-        let env_step = (envelope(voice, segment_age + SEGMENT) as f32 - env_start) / SEGMENT as f32;
+        let env_start = env_start as f32;
+        let env_step = (env_end as f32 - env_start) / SEGMENT as f32;
         let (gain_left, gain_right) = (voice.gain_left, voice.gain_right);
         let lanes = left[k..end].iter_mut().zip(right[k..end].iter_mut());
         for (j, (l, r)) in (offset..).zip(lanes) {
