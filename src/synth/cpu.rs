@@ -76,14 +76,16 @@ impl CpuRenderer {
                 VoiceKind::Lead => add_tonal(voice, &LEAD_HARMONICS, left, right),
                 VoiceKind::Kick => add_tonal(voice, &SINE, left, right),
                 VoiceKind::Swell => add_swell(voice, table.start, left, right),
+                VoiceKind::Hat => add_hat(voice, left, right),
             }
         }
         let mix = table.mix;
         for (k, frame) in out.chunks_exact_mut(CHANNELS).enumerate() {
             let tremolo_turns = fract((table.start + k as u64) as f64 * mix.tremolo_increment);
             let tremolo = 1.0 + mix.tremolo_depth * sin_turns(tremolo_turns as f32);
-            frame[0] = soft_clip(mix.drive * (left[k] + pad_left[k] * tremolo)) * mix.master_gain;
-            frame[1] = soft_clip(mix.drive * (right[k] + pad_right[k] * tremolo)) * mix.master_gain;
+            let gain = mix.gain_at(k);
+            frame[0] = soft_clip(mix.drive * (left[k] + pad_left[k] * tremolo)) * gain;
+            frame[1] = soft_clip(mix.drive * (right[k] + pad_right[k] * tremolo)) * gain;
         }
         Ok(())
     }
@@ -180,16 +182,31 @@ fn add_tonal(voice: &Voice, harmonics: &Harmonics, left: &mut [f32], right: &mut
 fn add_swell(voice: &Voice, block_start: u64, left: &mut [f32], right: &mut [f32]) {
     let (k0, k1) = active_range(voice, left.len());
     let seed = voice.aux as u64;
-    let gate = voice.gate as f32;
+    let rise_frames = voice.aux_frames.max(1.0);
     for k in k0..k1 {
         let age = (k as i64 - voice.onset) as u64;
-        let rise = (age as f32 / gate).min(1.0);
+        let rise = (age as f32 / rise_frames).min(1.0);
         let env = envelope(voice, age) as f32 * rise * rise;
         let position = block_start + k as u64;
         // Sweep the noise across the stereo field as it rises.
         let pan = 0.5 + 0.4 * sin_turns(fract(age as f64 / 96_000.0) as f32);
         left[k] += value_noise(seed, position) * env * (1.0 - pan) * 2.0 * voice.gain_left;
         right[k] += value_noise(seed ^ 0xA5A5, position) * env * pan * 2.0 * voice.gain_right;
+    }
+}
+
+/// A closed hi-hat: white noise, high-passed by a first difference (the metallic "tss"), under
+/// the voice's exponential envelope. Noise is indexed by the voice's age, so it is the same
+/// whatever the block boundaries.
+fn add_hat(voice: &Voice, left: &mut [f32], right: &mut [f32]) {
+    let (k0, k1) = active_range(voice, left.len());
+    let seed = voice.aux as u64;
+    for k in k0..k1 {
+        let age = (k as i64 - voice.onset) as u64;
+        let env = envelope(voice, age) as f32;
+        let noise = 0.5 * (unit_noise(seed, age + 1) - unit_noise(seed, age));
+        left[k] += noise * env * voice.gain_left;
+        right[k] += noise * env * voice.gain_right;
     }
 }
 

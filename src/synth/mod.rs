@@ -1,15 +1,20 @@
-//! Synthesis: the composer ([`score`]) decides what sounds; a renderer turns it into samples.
+//! Synthesis: the composer ([`score`], segment by segment along the [`timeline`] of live changes)
+//! decides what sounds; a renderer turns it into samples.
 //!
-//! [`Synth`] ties one station's score to a renderer and is what the synthesis thread, the offline
+//! [`Synth`] ties one station's timeline to a renderer and is what the synthesis thread, the offline
 //! `render` command and the benches all call, so they produce the same samples by construction.
 
 pub mod cpu;
+pub mod params;
 pub mod score;
+pub mod timeline;
 pub mod voice;
 
 use crate::config::BackendChoice;
 pub use cpu::{CpuRenderer, RenderError, CHANNELS};
-pub use score::{MusicParams, Score};
+pub use params::{MusicParams, ParamChange, Preset};
+pub use score::Score;
+pub use timeline::{ControlEntry, ScheduleFull, Timeline};
 pub use voice::{Voice, VoiceKind, VoiceTable};
 
 /// The renderer a station actually uses, after resolving `--backend`.
@@ -47,26 +52,40 @@ pub fn select_backend(choice: BackendChoice) -> Result<Backend, BackendError> {
     }
 }
 
-/// One station's synthesis: score, voice table and renderer, all allocated up front.
+/// One station's synthesis: timeline, voice table and renderer, all allocated up front.
 #[derive(Debug)]
 pub struct Synth {
-    score: Score,
+    timeline: Timeline,
     table: VoiceTable,
     renderer: CpuRenderer,
 }
 
 impl Synth {
-    /// A synthesiser for `score` that renders blocks of up to `max_frames` frames.
-    pub fn new(score: Score, max_frames: usize) -> Self {
+    /// A synthesiser for a timeline (or a single score) that renders blocks of up to
+    /// `max_frames` frames.
+    pub fn new(timeline: impl Into<Timeline>, max_frames: usize) -> Self {
         Self {
-            score,
+            timeline: timeline.into(),
             table: VoiceTable::new(),
             renderer: CpuRenderer::new(max_frames),
         }
     }
 
-    pub fn score(&self) -> &Score {
-        &self.score
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// Schedules a parameter change at the first bar line at or after `not_before`; see
+    /// [`Timeline::schedule`]. Does not allocate.
+    ///
+    /// # Errors
+    /// [`ScheduleFull`] when too many changes are still in flight.
+    pub fn schedule(
+        &mut self,
+        params: MusicParams,
+        not_before: u64,
+    ) -> Result<ControlEntry, ScheduleFull> {
+        self.timeline.schedule(params, not_before)
     }
 
     /// Renders the block starting at stream frame `position` into `out` (interleaved stereo;
@@ -92,7 +111,7 @@ impl Synth {
     /// ```
     pub fn render(&mut self, position: u64, out: &mut [f32]) -> Result<(), RenderError> {
         let frames = (out.len() / CHANNELS) as u32;
-        self.score.compose(position, frames, &mut self.table);
+        self.timeline.compose(position, frames, &mut self.table);
         self.renderer.render(&self.table, out)
     }
 }

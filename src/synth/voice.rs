@@ -6,7 +6,7 @@
 
 /// Most voices that can sound in one block. Pads with release tails, a few lead notes, kicks and a
 /// swell stay far below this; the composer drops the quietest voices if it were ever exceeded.
-pub const MAX_VOICES: usize = 64;
+pub const MAX_VOICES: usize = 96;
 
 /// What a voice is, which selects its per-sample formula.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -21,6 +21,8 @@ pub enum VoiceKind {
     Kick = 2,
     /// Noise swell that rises towards a phrase boundary.
     Swell = 3,
+    /// Closed hi-hat: high-passed noise with a fast exponential decay.
+    Hat = 4,
 }
 
 /// One sounding voice, positioned relative to the block being rendered.
@@ -48,9 +50,9 @@ pub struct Voice {
     /// Left and right gains (equal-power pan times the voice level).
     pub gain_left: f32,
     pub gain_right: f32,
-    /// Kind-specific: kick pitch-sweep depth in turns; swell noise seed.
+    /// Kind-specific: kick pitch-sweep depth in turns; swell and hat noise seed.
     pub aux: f64,
-    /// Kind-specific: kick pitch-sweep time constant in frames.
+    /// Kind-specific: kick pitch-sweep time constant in frames; swell rise length in frames.
     pub aux_frames: f32,
 }
 
@@ -70,8 +72,27 @@ pub struct MixSettings {
     pub tremolo_depth: f32,
     /// Gain into the `tanh` soft clipper.
     pub drive: f32,
-    /// Output gain after the clipper.
+    /// Output gain after the clipper (reached at the end of the ramp).
     pub master_gain: f32,
+    /// Gain before the ramp: a gain change glides from here to `master_gain`, never jumps.
+    pub previous_gain: f32,
+    /// Frame (relative to the block start, may be negative) where the gain ramp starts.
+    pub ramp_onset: i64,
+    /// Length of the gain ramp in frames; 0 means constant `master_gain`.
+    pub ramp_frames: u32,
+}
+
+impl MixSettings {
+    /// Output gain at frame `k` of the block.
+    #[inline(always)]
+    pub fn gain_at(&self, k: usize) -> f32 {
+        if self.ramp_frames == 0 {
+            return self.master_gain;
+        }
+        let t = (k as i64 - self.ramp_onset) as f32 / self.ramp_frames as f32;
+        let t = t.clamp(0.0, 1.0);
+        self.previous_gain + (self.master_gain - self.previous_gain) * t
+    }
 }
 
 impl Default for MixSettings {
@@ -81,6 +102,9 @@ impl Default for MixSettings {
             tremolo_depth: 0.0,
             drive: 1.0,
             master_gain: 1.0,
+            previous_gain: 1.0,
+            ramp_onset: 0,
+            ramp_frames: 0,
         }
     }
 }
