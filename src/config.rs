@@ -4,6 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::synth::params::Preset;
+
+/// Most stations one server runs (each has its own thread; the `station` label stays small).
+pub const MAX_STATIONS: usize = 32;
+
 /// Which renderer to use (`--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum BackendChoice {
@@ -16,18 +21,22 @@ pub enum BackendChoice {
     Cpu,
 }
 
-/// One station: a name listeners pick and the seed its music grows from.
+/// One station: a name listeners pick, the seed its music grows from, and optionally a preset
+/// to start with (otherwise the seed picks key, mode and tempo of the `focus` preset).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StationConfig {
     pub name: String,
     pub seed: u64,
+    pub preset: Option<Preset>,
 }
 
 /// A station specification on the command line is not `NAME=SEED`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("station {0:?}: expected NAME=SEED (name: letters, digits, '-' or '_'; seed: an unsigned integer)")]
+    #[error("station {0:?}: expected NAME=SEED or NAME=SEED:PRESET (name: letters, digits, '-' or '_'; seed: an unsigned integer; preset: ambient, focus, pulse or night)")]
     BadStation(String),
+    #[error("at most {MAX_STATIONS} stations (got {0})")]
+    TooManyStations(usize),
     #[error("duplicate station name {0:?}")]
     DuplicateStation(String),
     #[error(
@@ -54,10 +63,15 @@ impl std::str::FromStr for StationConfig {
         if !valid_name {
             return Err(bad());
         }
+        let (seed, preset) = match seed.split_once(':') {
+            Some((seed, preset)) => (seed, Some(Preset::parse(preset.trim()).ok_or_else(bad)?)),
+            None => (seed, None),
+        };
         let seed = seed.trim().parse().map_err(|_| bad())?;
         Ok(Self {
             name: name.to_string(),
             seed,
+            preset,
         })
     }
 }
@@ -85,6 +99,8 @@ pub struct Config {
     pub max_client_message_bytes: usize,
     /// Longest the server waits for listeners to close on shutdown.
     pub shutdown_grace: Duration,
+    /// Token required for music control; without one, only loopback clients may control.
+    pub control_token: Option<String>,
 }
 
 impl Default for Config {
@@ -94,6 +110,7 @@ impl Default for Config {
             stations: vec![StationConfig {
                 name: "default".to_string(),
                 seed: 1,
+                preset: None,
             }],
             sample_rate: 48_000,
             chunk_ms: 100,
@@ -104,6 +121,7 @@ impl Default for Config {
             tcp_send_buffer_bytes: Some(64 * 1024),
             max_client_message_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            control_token: None,
         }
     }
 }
@@ -141,6 +159,9 @@ impl Config {
         if self.buffer_ms < self.chunk_ms || self.buffer_ms > 10_000 {
             return Err(ConfigError::BadBuffer(self.buffer_ms));
         }
+        if self.stations.len() > MAX_STATIONS {
+            return Err(ConfigError::TooManyStations(self.stations.len()));
+        }
         for (i, station) in self.stations.iter().enumerate() {
             if self.stations[..i].iter().any(|s| s.name == station.name) {
                 return Err(ConfigError::DuplicateStation(station.name.clone()));
@@ -159,7 +180,19 @@ mod tests {
         let s: StationConfig = "jazz-2=42".parse().unwrap();
         assert_eq!(s.name, "jazz-2");
         assert_eq!(s.seed, 42);
-        for bad in ["jazz", "=1", "a b=1", "x=-1", "x=abc", "x="] {
+        assert_eq!(s.preset, None);
+        let s: StationConfig = "late=7:night".parse().unwrap();
+        assert_eq!((s.seed, s.preset), (7, Some(Preset::Night)));
+        for bad in [
+            "jazz",
+            "=1",
+            "a b=1",
+            "x=-1",
+            "x=abc",
+            "x=",
+            "x=1:disco",
+            "x=1:",
+        ] {
             assert!(bad.parse::<StationConfig>().is_err(), "{bad}");
         }
     }
@@ -183,6 +216,13 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::BadBuffer(50)));
+        let c = Config {
+            stations: (0..33)
+                .map(|i| format!("s{i}={i}").parse().unwrap())
+                .collect(),
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::TooManyStations(33)));
         assert_eq!(Config::default().chunk_frames(), 4800);
         assert_eq!(Config::default().buffer_chunks(), 3);
     }

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,8 +18,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::control::{
+    AccessError, ControlAccess, ControlAck, ControlError, ControlSnapshot, StationControl,
+};
 use crate::stream::hub::StationHub;
 use crate::stream::ws::{self, ListenerSettings, Session};
+use crate::synth::{MusicParams, Preset};
 use crate::telemetry;
 use crate::web;
 
@@ -27,9 +32,18 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Write-buffer ceiling per listener; writes only queue here when the socket is not draining.
 const MAX_WRITE_BUFFER_BYTES: usize = 512 * 1024;
 
+/// A station as the HTTP layer sees it: its stream and its control.
+#[derive(Clone)]
+pub struct Station {
+    pub hub: Arc<StationHub>,
+    pub control: Arc<StationControl>,
+}
+
 /// Shared state of the HTTP layer.
 pub struct AppState {
-    pub stations: Vec<Arc<StationHub>>,
+    pub stations: Vec<Station>,
+    /// Who may change the music.
+    pub access: Arc<ControlAccess>,
     pub station_names: Arc<[String]>,
     pub metrics: PrometheusHandle,
     pub listener: ListenerSettings,
@@ -47,7 +61,8 @@ pub struct AppState {
 impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        stations: Vec<Arc<StationHub>>,
+        stations: Vec<Station>,
+        access: Arc<ControlAccess>,
         metrics: PrometheusHandle,
         listener: ListenerSettings,
         max_client_message_bytes: usize,
@@ -56,9 +71,10 @@ impl AppState {
         shutdown: watch::Receiver<bool>,
         listener_done: mpsc::Sender<()>,
     ) -> Self {
-        let station_names = stations.iter().map(|s| s.name.clone()).collect();
+        let station_names = stations.iter().map(|s| s.hub.name.clone()).collect();
         Self {
             stations,
+            access,
             station_names,
             metrics,
             listener,
@@ -72,13 +88,13 @@ impl AppState {
         }
     }
 
-    fn station(&self, name: Option<&str>) -> Result<&Arc<StationHub>, AppError> {
+    fn station(&self, name: Option<&str>) -> Result<&Station, AppError> {
         match name {
             None => self.stations.first().ok_or(AppError::NoStations),
             Some(name) => self
                 .stations
                 .iter()
-                .find(|s| s.name == name)
+                .find(|s| s.hub.name == name)
                 .ok_or_else(|| AppError::UnknownStation(name.chars().take(64).collect())),
         }
     }
@@ -93,6 +109,10 @@ pub enum AppError {
     NoStations,
     #[error("not found")]
     NotFound,
+    #[error("request body is not a JSON object: {0}")]
+    BadBody(String),
+    #[error(transparent)]
+    Control(#[from] ControlError),
 }
 
 #[derive(Serialize)]
@@ -104,6 +124,9 @@ struct ErrorBody {
 struct ErrorDetail {
     code: &'static str,
     message: String,
+    /// The offending field of an invalid control request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
 }
 
 impl IntoResponse for AppError {
@@ -112,16 +135,50 @@ impl IntoResponse for AppError {
             AppError::UnknownStation(_) => (StatusCode::NOT_FOUND, "unknown_station"),
             AppError::NoStations => (StatusCode::SERVICE_UNAVAILABLE, "no_stations"),
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::BadBody(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            AppError::Control(e) => {
+                let status = match e {
+                    ControlError::Access(AccessError::RemoteNeedsToken) => StatusCode::FORBIDDEN,
+                    ControlError::Access(_) => StatusCode::UNAUTHORIZED,
+                    ControlError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                    ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
+                    ControlError::Busy | ControlError::Unavailable => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                };
+                (status, e.code().as_str())
+            }
+        };
+        let mut headers = HeaderMap::new();
+        match &self {
+            AppError::Control(ControlError::RateLimited { retry_after }) => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            AppError::Control(ControlError::Access(
+                AccessError::TokenRequired | AccessError::BadToken,
+            )) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        let field = match &self {
+            AppError::Control(e) => e.field().map(str::to_owned),
+            _ => None,
         };
         let body = ErrorBody {
             error: ErrorDetail {
                 code,
                 message: self.to_string(),
+                field,
             },
         };
-        (status, Json(body)).into_response()
+        (status, headers, Json(body)).into_response()
     }
 }
+
+/// Largest control request body accepted.
+const CONTROL_BODY_LIMIT: usize = 16 * 1024;
 
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -132,6 +189,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/status", get(status))
+        .route("/api/stations", get(stations))
+        .route(
+            "/api/stations/{station}/control",
+            get(control_state)
+                .post(control_change)
+                .layer(DefaultBodyLimit::max(CONTROL_BODY_LIMIT)),
+        )
         .fallback(static_asset)
         .with_state(state)
 }
@@ -166,12 +230,15 @@ fn upgrade_listener(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     let requested_at = Instant::now();
-    let hub = Arc::clone(state.station(station)?);
+    let station = state.station(station)?;
     let session = Session {
         id: state.next_session.fetch_add(1, Ordering::Relaxed),
-        station: hub,
+        station: Arc::clone(&station.hub),
         stations: Arc::clone(&state.station_names),
         requested_at,
+        control: Arc::clone(&station.control),
+        access: Arc::clone(&state.access),
+        peer: peer.ip(),
     };
     let limit = state.max_client_message_bytes;
     let settings = state.listener;
@@ -206,6 +273,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let waiting: Vec<&str> = state
         .stations
         .iter()
+        .map(|s| &s.hub)
         .filter(|s| !s.is_live())
         .map(|s| s.name.as_str())
         .collect();
@@ -255,6 +323,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<StatusReport> {
     let stations: Vec<StationStatus> = state
         .stations
         .iter()
+        .map(|s| &s.hub)
         .map(|s| {
             let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
             StationStatus {
@@ -281,6 +350,86 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<StatusReport> {
         listeners: stations.iter().map(|s| s.listeners).sum(),
         stations,
     })
+}
+
+/// One station in `GET /api/stations`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct StationInfo {
+    pub name: String,
+    pub seed: u64,
+    pub preset: Option<Preset>,
+    /// Path of the station's WebSocket stream.
+    pub stream: String,
+    /// Path of its control endpoint.
+    pub control: String,
+    pub live: bool,
+    pub listeners: u64,
+    /// The newest music parameters.
+    pub params: MusicParams,
+}
+
+/// `GET /api/stations` body.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct StationList {
+    pub stations: Vec<StationInfo>,
+    /// Whether control needs a token (otherwise: loopback clients only).
+    pub control_token_required: bool,
+    pub presets: Vec<Preset>,
+}
+
+async fn stations(State(state): State<Arc<AppState>>) -> Json<StationList> {
+    let stations = state
+        .stations
+        .iter()
+        .map(|s| {
+            let snapshot = s.control.snapshot();
+            StationInfo {
+                name: s.hub.name.clone(),
+                seed: s.hub.seed,
+                preset: snapshot.preset,
+                stream: format!("/ws/{}", s.hub.name),
+                control: format!("/api/stations/{}/control", s.hub.name),
+                live: s.hub.is_live(),
+                listeners: s.hub.stats.listeners.load(Ordering::Relaxed),
+                params: snapshot.params,
+            }
+        })
+        .collect();
+    Json(StationList {
+        stations,
+        control_token_required: state.access.token_required(),
+        presets: Preset::ALL.to_vec(),
+    })
+}
+
+async fn control_state(
+    State(state): State<Arc<AppState>>,
+    Path(station): Path<String>,
+) -> Result<Json<ControlSnapshot>, AppError> {
+    Ok(Json(state.station(Some(&station))?.control.snapshot()))
+}
+
+async fn control_change(
+    State(state): State<Arc<AppState>>,
+    Path(station): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ControlAck>, AppError> {
+    let station = state.station(Some(&station))?;
+    let body: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&body).map_err(|e| AppError::BadBody(e.to_string()))?;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let token = bearer.or_else(|| body.get("token").and_then(|t| t.as_str()));
+    let ack = station
+        .control
+        .handle(&state.access, peer.ip(), token, &body, None)
+        .await?;
+    Ok(Json(ack))
 }
 
 async fn static_asset(uri: Uri) -> Result<Response, AppError> {

@@ -7,6 +7,7 @@
 //! it all; [`server::run`] wires it together.
 
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod load;
 pub mod pipeline;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use auralis::config::{BackendChoice, Config, StationConfig};
+use auralis::synth::{MusicParams, Preset, Timeline};
 use auralis::telemetry::{init_logging, LogFormat};
 use clap::{Args, Parser, Subcommand};
 
@@ -53,9 +54,15 @@ struct ServeArgs {
     /// Seed of the default station (used when no --station is given).
     #[arg(long, env = "AURALIS_SEED", default_value_t = 1)]
     seed: u64,
-    /// A station as NAME=SEED; repeat for several (env: comma-separated).
+    /// Preset of the default station: ambient, focus, pulse or night (default: chosen by the seed).
+    #[arg(long, env = "AURALIS_PRESET", value_enum)]
+    preset: Option<Preset>,
+    /// A station as NAME=SEED or NAME=SEED:PRESET; repeat for several (env: comma-separated).
     #[arg(long = "station", env = "AURALIS_STATIONS", value_delimiter = ',')]
     stations: Vec<StationConfig>,
+    /// Token that music control requires. Without one, only clients on this machine may control.
+    #[arg(long, env = "AURALIS_CONTROL_TOKEN", hide_env_values = true)]
+    control_token: Option<String>,
     /// How far synthesis renders ahead of the pacer, in ms.
     #[arg(long, env = "AURALIS_BUFFER_MS", default_value_t = 300)]
     buffer_ms: u32,
@@ -106,6 +113,13 @@ struct RenderArgs {
     /// Station seed.
     #[arg(long, env = "AURALIS_SEED", default_value_t = 1)]
     seed: u64,
+    /// Preset: ambient, focus, pulse or night (default: chosen by the seed).
+    #[arg(long, value_enum, conflicts_with = "control_log")]
+    preset: Option<Preset>,
+    /// Replay a station's control log: the JSON from `GET /api/stations/{name}/control` (its
+    /// seed is used) or a JSON array of log entries.
+    #[arg(long)]
+    control_log: Option<PathBuf>,
     /// Output WAV file.
     #[arg(long)]
     out: PathBuf,
@@ -154,6 +168,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         vec![StationConfig {
             name: "default".to_string(),
             seed: args.seed,
+            preset: args.preset,
         }]
     } else {
         args.stations
@@ -170,6 +185,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tcp_send_buffer_bytes: (args.tcp_send_buffer > 0).then_some(args.tcp_send_buffer),
         max_client_message_bytes: args.max_message_bytes,
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        control_token: args.control_token,
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -189,6 +205,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     println!("  metrics:              http://{addr}/metrics");
     println!("  status:               http://{addr}/api/status");
+    println!("  stations and control: http://{addr}/api/stations");
     println!("Press Ctrl-C to stop.");
     auralis::server::run(listener, config, shutdown_signal()).await?;
     Ok(())
@@ -233,19 +250,35 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
     };
     config.validate()?;
     auralis::synth::select_backend(config.backend)?;
+    let timeline = match &args.control_log {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let (seed, log) = auralis::render::parse_control_log(&text, args.seed)
+                .with_context(|| format!("{} is not a control log", path.display()))?;
+            Timeline::from_log(seed, config.sample_rate, &log)
+                .with_context(|| format!("{} does not replay", path.display()))?
+        }
+        None => {
+            let params = match args.preset {
+                Some(preset) => MusicParams::from_preset(args.seed, preset),
+                None => MusicParams::from_seed(args.seed),
+            };
+            Timeline::new(args.seed, config.sample_rate, params)
+        }
+    };
+    let seed = timeline.seed();
     let request = auralis::render::RenderRequest::from_seconds(
-        args.seed,
-        config.sample_rate,
+        timeline,
         config.chunk_frames(),
         args.start,
         args.seconds,
     )?;
     auralis::render::render_wav(&request, &args.out)?;
     println!(
-        "wrote {} ({:.1} s, seed {}, from {:.3} s)",
+        "wrote {} ({:.1} s, seed {seed}, from {:.3} s)",
         args.out.display(),
         request.frames as f64 / config.sample_rate as f64,
-        args.seed,
         args.start
     );
     Ok(())

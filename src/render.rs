@@ -2,12 +2,12 @@
 //!
 //! Blocks are rendered on the stream's chunk grid with the same [`Synth`] call and the same `f32`
 //! to s16 conversion as the pacer, so the file is bit-identical to the streamed audio at the same
-//! positions.
+//! positions, including every live change when rendered from the station's control log.
 
 use std::path::Path;
 
 use crate::stream::protocol::f32_to_s16;
-use crate::synth::{Score, Synth, CHANNELS};
+use crate::synth::{ControlEntry, Synth, Timeline, CHANNELS};
 
 /// Offline render failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,10 +21,10 @@ pub enum RenderFileError {
 }
 
 /// What to render.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RenderRequest {
-    pub seed: u64,
-    pub sample_rate: u32,
+    /// The station's music: seed, parameters and any control log.
+    pub timeline: Timeline,
     pub chunk_frames: usize,
     /// First stream frame to render.
     pub start_frame: u64,
@@ -38,8 +38,7 @@ impl RenderRequest {
     /// # Errors
     /// [`RenderFileError`] for a negative start or an empty duration.
     pub fn from_seconds(
-        seed: u64,
-        sample_rate: u32,
+        timeline: Timeline,
         chunk_frames: usize,
         start_seconds: f64,
         seconds: f64,
@@ -47,13 +46,13 @@ impl RenderRequest {
         if !(start_seconds.is_finite() && start_seconds >= 0.0) {
             return Err(RenderFileError::BadStart);
         }
+        let sample_rate = timeline.sample_rate();
         let frames = (seconds * sample_rate as f64).round();
         if !(frames.is_finite() && frames >= 1.0) {
             return Err(RenderFileError::Empty);
         }
         Ok(Self {
-            seed,
-            sample_rate,
+            timeline,
             chunk_frames,
             start_frame: (start_seconds * sample_rate as f64).round() as u64,
             frames: frames as u64,
@@ -61,14 +60,32 @@ impl RenderRequest {
     }
 }
 
+/// Reads a control log: either the body of `GET /api/stations/{name}/control` (whose seed wins)
+/// or a bare JSON array of entries (used with `default_seed`). Returns the seed and the entries.
+///
+/// # Errors
+/// The JSON error when the text is neither.
+pub fn parse_control_log(
+    text: &str,
+    default_seed: u64,
+) -> Result<(u64, Vec<ControlEntry>), serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum LogFile {
+        Snapshot { seed: u64, log: Vec<ControlEntry> },
+        Entries(Vec<ControlEntry>),
+    }
+    Ok(match serde_json::from_str(text)? {
+        LogFile::Snapshot { seed, log } => (seed, log),
+        LogFile::Entries(log) => (default_seed, log),
+    })
+}
+
 /// Renders the request as interleaved s16 samples, calling `sink` once per chunk-grid block
 /// (trimmed to the requested range).
 pub fn render_pcm(request: &RenderRequest, mut sink: impl FnMut(&[i16])) {
     let chunk = request.chunk_frames as u64;
-    let mut synth = Synth::new(
-        Score::new(request.seed, request.sample_rate),
-        request.chunk_frames,
-    );
+    let mut synth = Synth::new(request.timeline.clone(), request.chunk_frames);
     let mut samples = vec![0.0f32; request.chunk_frames * CHANNELS];
     let mut pcm = vec![0i16; request.chunk_frames * CHANNELS];
     let end = request.start_frame + request.frames;
@@ -97,7 +114,7 @@ pub fn render_wav(request: &RenderRequest, path: &Path) -> Result<(), RenderFile
     };
     let spec = hound::WavSpec {
         channels: CHANNELS as u16,
-        sample_rate: request.sample_rate,
+        sample_rate: request.timeline.sample_rate(),
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
@@ -119,12 +136,16 @@ pub fn render_wav(request: &RenderRequest, path: &Path) -> Result<(), RenderFile
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::synth::Score;
+
+    fn timeline(seed: u64) -> Timeline {
+        Score::new(seed, 48_000).into()
+    }
 
     #[test]
     fn unaligned_ranges_match_aligned_ones() {
         let request = |start_frame, frames| RenderRequest {
-            seed: 4,
-            sample_rate: 48_000,
+            timeline: timeline(4),
             chunk_frames: 4800,
             start_frame,
             frames,
@@ -142,13 +163,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("auralis-render-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out.wav");
-        let request = RenderRequest::from_seconds(1, 48_000, 4800, 0.0, 0.5).unwrap();
+        let request = RenderRequest::from_seconds(timeline(1), 4800, 0.0, 0.5).unwrap();
         render_wav(&request, &path).unwrap();
         let reader = hound::WavReader::open(&path).unwrap();
         assert_eq!(reader.spec().channels, 2);
         assert_eq!(reader.len(), 48_000);
-        assert!(RenderRequest::from_seconds(1, 48_000, 4800, -1.0, 1.0).is_err());
-        assert!(RenderRequest::from_seconds(1, 48_000, 4800, 0.0, 0.0).is_err());
+        assert!(RenderRequest::from_seconds(timeline(1), 4800, -1.0, 1.0).is_err());
+        assert!(RenderRequest::from_seconds(timeline(1), 4800, 0.0, 0.0).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError};
-use crate::http::{self, AppState};
+use crate::control::{ControlAccess, StationControl};
+use crate::http::{self, AppState, Station};
 use crate::pipeline::pacer::{self, Pacer};
 use crate::pipeline::ring::chunk_ring;
 use crate::pipeline::synthesis::{self, SynthesisSettings, SynthesisShared, SynthesisThread};
@@ -21,13 +22,15 @@ use crate::pipeline::unix_nanos;
 use crate::stream::hub::StationHub;
 use crate::stream::protocol::{Codec, FrameHeader, StreamFormat};
 use crate::stream::ws::ListenerSettings;
-use crate::synth::{self, Backend, BackendError, Score, Synth, CHANNELS};
+use crate::synth::{self, Backend, BackendError, MusicParams, Synth, Timeline, CHANNELS};
 use crate::telemetry::metrics::{self, InstallError};
 
 /// How often the exporter's upkeep and process sampling run.
 const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
 /// Extra ring slots beyond the render-ahead target, so a brief pacer stall is not an overrun.
 const RING_HEADROOM_CHUNKS: usize = 2;
+/// Control changes in flight to one synthesis thread (requests are serialised, so 1 would do).
+const CONTROL_QUEUE: usize = 4;
 
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +53,23 @@ pub enum ServerError {
 /// A running station: what must be stopped on shutdown.
 struct RunningStation {
     hub: Arc<StationHub>,
+    control: Arc<StationControl>,
     synthesis: SynthesisThread,
+}
+
+/// One station's handles, for tests that reach into a running server.
+#[derive(Clone)]
+pub struct StationHandles {
+    pub hub: Arc<StationHub>,
+    pub control: Arc<StationControl>,
+    /// Fault injection (stalling synthesis) and synthesis counters.
+    pub synthesis: Arc<SynthesisShared>,
 }
 
 /// Handles tests use to reach into a running server (fault injection, the live hubs).
 #[derive(Clone)]
 pub struct Handles {
-    pub stations: Vec<(Arc<StationHub>, Arc<SynthesisShared>)>,
+    pub stations: Vec<StationHandles>,
 }
 
 /// Time synthesis gets to fill the ring before the first chunk is due.
@@ -107,14 +120,25 @@ pub async fn run_with_handles(
     on_start(Handles {
         stations: stations
             .iter()
-            .map(|s| (Arc::clone(&s.hub), Arc::clone(s.synthesis.shared())))
+            .map(|s| StationHandles {
+                hub: Arc::clone(&s.hub),
+                control: Arc::clone(&s.control),
+                synthesis: Arc::clone(s.synthesis.shared()),
+            })
             .collect(),
     });
     let upkeep = tokio::spawn(metrics::upkeep(metrics_handle.clone(), UPKEEP_PERIOD));
 
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let state = Arc::new(AppState::new(
-        stations.iter().map(|s| Arc::clone(&s.hub)).collect(),
+        stations
+            .iter()
+            .map(|s| Station {
+                hub: Arc::clone(&s.hub),
+                control: Arc::clone(&s.control),
+            })
+            .collect(),
+        Arc::new(ControlAccess::new(config.control_token.clone())),
         metrics_handle,
         ListenerSettings {
             send_timeout: config.send_timeout,
@@ -205,12 +229,20 @@ fn start_stations(
     };
     let mut running = Vec::with_capacity(config.stations.len());
     for station in &config.stations {
-        let synth = Synth::new(Score::new(station.seed, config.sample_rate), chunk_frames);
+        let params = match station.preset {
+            Some(preset) => MusicParams::from_preset(station.seed, preset),
+            None => MusicParams::from_seed(station.seed),
+        };
+        let timeline = Timeline::new(station.seed, config.sample_rate, params);
+        let initial = timeline.latest_entry();
+        let synth = Synth::new(timeline, chunk_frames);
         let (producer, consumer) = chunk_ring(capacity, chunk_frames * CHANNELS);
+        let (outbox, inbox) = synthesis::control_link(CONTROL_QUEUE);
         let synthesis = synthesis::spawn(
             &station.name,
             synth,
             producer,
+            inbox,
             SynthesisSettings {
                 start_position,
                 chunk_frames,
@@ -245,7 +277,20 @@ fn start_stations(
             first_deadline,
             stop.clone(),
         ));
-        running.push(RunningStation { hub, synthesis });
+        let control = Arc::new(StationControl::new(
+            station.name.clone(),
+            station.seed,
+            station.preset,
+            config.sample_rate,
+            initial,
+            outbox,
+            synthesis.waker(),
+        ));
+        running.push(RunningStation {
+            hub,
+            control,
+            synthesis,
+        });
     }
     Ok(running)
 }

@@ -89,7 +89,7 @@ async fn metrics_cover_every_stage_with_help_text() {
         metric_value(&text, "auralis_startup_seconds_count{station=\"metrics\"}"),
         Some(1.0)
     );
-    // No per-client labels anywhere: only station, backend, reason and version.
+    // No per-client labels anywhere: only station, backend, reason, result and version.
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && l.contains('{'))
@@ -98,7 +98,7 @@ async fn metrics_cover_every_stage_with_help_text() {
         for pair in labels.split("\",").filter(|p| !p.is_empty()) {
             let key = pair.split('=').next().unwrap();
             assert!(
-                ["station", "backend", "reason", "version", "le"].contains(&key),
+                ["station", "backend", "reason", "result", "version", "le"].contains(&key),
                 "unexpected label {key} in {line}"
             );
         }

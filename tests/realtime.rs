@@ -5,7 +5,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use auralis::pipeline::ring::{chunk_ring, RenderedChunk};
-use auralis::synth::{Score, Synth, CHANNELS};
+use auralis::pipeline::synthesis::{control_link, ControlRequest};
+use auralis::synth::params::{Key, Preset};
+use auralis::synth::{MusicParams, Score, Synth, CHANNELS};
 
 struct CountingAllocator;
 
@@ -42,16 +44,40 @@ fn rendering_and_ring_traffic_do_not_allocate() {
     // Start-up: everything is allocated here.
     let mut synth = Synth::new(Score::new(5, 48_000), FRAMES);
     let (mut producer, mut consumer) = chunk_ring(5, FRAMES * CHANNELS);
+    let (mut outbox, mut inbox) = control_link(4);
     let start = 1_795_000_000u64 * 48_000;
     let mut position = start;
+    let changes: Vec<MusicParams> = (0..12u8)
+        .map(|i| MusicParams {
+            key: Key::new(i),
+            bpm: 60.0 + 10.0 * i as f64,
+            ..Preset::ALL[i as usize % 4].params(Key::new(i))
+        })
+        .collect();
 
     let before = allocations();
     assert!(
         before > 0,
         "the counting allocator sees start-up allocations"
     );
-    // Ten minutes of stream: every section, chord change, swell and kick pattern.
-    for _ in 0..6000 {
+    // Ten minutes of stream: every section, chord change, swell and kick pattern, and a live
+    // change every ten seconds travelling through the control link as on the synthesis thread.
+    for block in 0..6000usize {
+        if block % 100 == 50 {
+            let params = changes[(block / 100) % changes.len()];
+            outbox
+                .requests
+                .push(ControlRequest {
+                    id: block as u64,
+                    params,
+                })
+                .expect("room for a request");
+        }
+        while let Some(request) = inbox.pop_request() {
+            let result = synth.schedule(request.params, position);
+            inbox.reply(request.id, result);
+        }
+        while outbox.replies.pop().is_ok() {}
         let mut samples = producer.take_buffer().expect("a free buffer");
         synth.render(position, &mut samples).expect("render");
         let chunk = RenderedChunk {

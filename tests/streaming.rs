@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use auralis::render::{render_pcm, RenderRequest};
 use auralis::stream::protocol::{FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL};
+use auralis::synth::Score;
 use common::*;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -113,8 +114,7 @@ async fn streamed_audio_equals_offline_render() {
         .filter(|f| f.header.flags & FLAG_UNDERRUN_FILL == 0)
     {
         let request = RenderRequest {
-            seed,
-            sample_rate: 48_000,
+            timeline: Score::new(seed, 48_000).into(),
             chunk_frames: 4800,
             start_frame: frame.header.position,
             frames: 4800,

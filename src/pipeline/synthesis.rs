@@ -11,7 +11,67 @@ use std::time::{Duration, Instant};
 
 use super::ring::{ChunkProducer, RenderedChunk};
 use super::unix_nanos;
-use crate::synth::Synth;
+use crate::synth::{ControlEntry, MusicParams, ScheduleFull, Synth};
+
+/// A parameter change on its way to the synthesis thread.
+#[derive(Clone, Copy, Debug)]
+pub struct ControlRequest {
+    pub id: u64,
+    pub params: MusicParams,
+}
+
+/// What the synthesis thread did with a [`ControlRequest`]: where the change takes effect.
+#[derive(Clone, Copy, Debug)]
+pub struct ControlReply {
+    pub id: u64,
+    pub result: Result<ControlEntry, ScheduleFull>,
+}
+
+/// The synthesis thread's end of the control link (two lock-free rings).
+pub struct ControlInbox {
+    requests: rtrb::Consumer<ControlRequest>,
+    replies: rtrb::Producer<ControlReply>,
+}
+
+impl ControlInbox {
+    /// The next waiting change, if any. Lock-free and allocation-free.
+    pub fn pop_request(&mut self) -> Option<ControlRequest> {
+        self.requests.pop().ok()
+    }
+
+    /// Tells the control side where change `id` landed. The reply ring is as large as the request
+    /// ring and drained by the requester, so this cannot fail in practice; if it ever did, the
+    /// requester times out rather than the synthesis thread blocking.
+    pub fn reply(&mut self, id: u64, result: Result<ControlEntry, ScheduleFull>) {
+        let _ = self.replies.push(ControlReply { id, result });
+    }
+}
+
+/// The control side's end of the control link.
+pub struct ControlOutbox {
+    pub requests: rtrb::Producer<ControlRequest>,
+    pub replies: rtrb::Consumer<ControlReply>,
+}
+
+/// A control link with room for `capacity` changes in flight each way.
+///
+/// Only the synthesis thread knows exactly which position it renders next, so it alone decides
+/// where a change lands (the next bar line from there) and says so in the reply: a change can
+/// never be scheduled into audio that was already rendered.
+pub fn control_link(capacity: usize) -> (ControlOutbox, ControlInbox) {
+    let (request_tx, request_rx) = rtrb::RingBuffer::new(capacity);
+    let (reply_tx, reply_rx) = rtrb::RingBuffer::new(capacity);
+    (
+        ControlOutbox {
+            requests: request_tx,
+            replies: reply_rx,
+        },
+        ControlInbox {
+            requests: request_rx,
+            replies: reply_tx,
+        },
+    )
+}
 
 /// State shared between the synthesis thread and the rest of the station.
 #[derive(Debug)]
@@ -115,6 +175,7 @@ pub fn spawn(
     name: &str,
     mut synth: Synth,
     mut producer: ChunkProducer,
+    mut controls: ControlInbox,
     settings: SynthesisSettings,
 ) -> std::io::Result<SynthesisThread> {
     let shared = Arc::new(SynthesisShared::new(settings.start_position));
@@ -122,7 +183,13 @@ pub fn spawn(
     let handle = thread::Builder::new()
         .name(format!("synth-{name}"))
         .spawn(move || {
-            render_loop(&mut synth, &mut producer, &thread_shared, settings);
+            render_loop(
+                &mut synth,
+                &mut producer,
+                &mut controls,
+                &thread_shared,
+                settings,
+            );
         })?;
     Ok(SynthesisThread {
         shared,
@@ -133,6 +200,7 @@ pub fn spawn(
 fn render_loop(
     synth: &mut Synth,
     producer: &mut ChunkProducer,
+    controls: &mut ControlInbox,
     shared: &SynthesisShared,
     settings: SynthesisSettings,
 ) {
@@ -148,6 +216,11 @@ fn render_loop(
             let behind = (live - next).div_ceil(frames);
             shared.skipped_chunks.fetch_add(behind, Ordering::Relaxed);
             next += behind * frames;
+        }
+        // Changes land at the next bar line from the next block to render (never in the past).
+        while let Some(request) = controls.pop_request() {
+            let result = synth.schedule(request.params, next);
+            controls.reply(request.id, result);
         }
         let wanted =
             !shared.stalled.load(Ordering::Acquire) && producer.depth() < settings.target_depth;

@@ -5,6 +5,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use crate::control::ControlAck;
+
 /// Protocol version carried in every audio frame and in `welcome`.
 pub const PROTOCOL_VERSION: u8 = 1;
 /// First four bytes of every audio frame.
@@ -256,6 +258,17 @@ pub enum ServerMessage {
     Error {
         code: ErrorCode,
         message: String,
+        /// The offending field of an invalid `control` message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+    },
+    /// A `control` change was accepted: where it takes effect.
+    ControlAck {
+        /// The `id` of the control message, echoed when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+        #[serde(flatten)]
+        ack: ControlAck,
     },
     Warning {
         code: String,
@@ -268,6 +281,7 @@ impl ServerMessage {
         ServerMessage::Error {
             code,
             message: message.into(),
+            field: None,
         }
     }
 
@@ -296,17 +310,29 @@ pub enum ErrorCode {
     UnsupportedProtocol,
     /// The request is valid but this server does not offer it.
     NotSupported,
+    /// A `control` message with an unknown, mistyped or out-of-range parameter (see `field`).
+    InvalidControl,
+    /// Control without the required token, or from the network without a token configured.
+    Unauthorized,
+    /// Too many control messages on this connection.
+    RateLimited,
+    /// The station cannot take a change right now.
+    Unavailable,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidMessage,
         ErrorCode::BinaryNotAccepted,
         ErrorCode::UnsupportedProtocol,
         ErrorCode::NotSupported,
+        ErrorCode::InvalidControl,
+        ErrorCode::Unauthorized,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
 
@@ -318,6 +344,10 @@ impl ErrorCode {
             ErrorCode::BinaryNotAccepted => "binary_not_accepted",
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
             ErrorCode::NotSupported => "not_supported",
+            ErrorCode::InvalidControl => "invalid_control",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
     }

@@ -5,6 +5,7 @@
 //! either ends, the other is stopped. Both are generic over `Sink`/`Stream`, so tests drive them
 //! with channels instead of sockets.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use super::protocol::{
     parse_client_message, with_flags, ClientMessage, ErrorCode, ServerMessage, FLAG_DISCONTINUITY,
     PROTOCOL_VERSION,
 };
+use crate::control::{ControlAccess, StationControl, TokenBucket};
 use crate::pipeline::unix_nanos;
 use crate::telemetry::metrics::DisconnectReason;
 
@@ -50,6 +52,11 @@ pub struct Session {
     pub stations: Arc<[String]>,
     /// When the upgrade request arrived (start of the startup latency).
     pub requested_at: Instant,
+    /// The station's music control, and who may use it.
+    pub control: Arc<StationControl>,
+    pub access: Arc<ControlAccess>,
+    /// The listener's address: control from loopback needs no token (never logged as a label).
+    pub peer: IpAddr,
 }
 
 /// Something the reader wants the writer to send.
@@ -316,12 +323,17 @@ where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let mut reported_underruns: Option<u64> = None;
+    let mut control_bucket = TokenBucket::for_control();
     while let Some(message) = stream.next().await {
         let reply = match message {
             Ok(Message::Text(text)) => {
                 match handle_text(&text, &session, &mut reported_underruns) {
                     Reply::None => continue,
                     Reply::Send(message) => vec![Outgoing::Text(message.to_json())],
+                    Reply::Control(body) => {
+                        let reply = control(&body, &session, &mut control_bucket).await;
+                        vec![Outgoing::Text(reply.to_json())]
+                    }
                     Reply::SendAndClose(message, close) => {
                         vec![Outgoing::Text(message.to_json()), close]
                     }
@@ -367,6 +379,8 @@ where
 enum Reply {
     None,
     Send(ServerMessage),
+    /// A control message, answered after the synthesis thread scheduled it.
+    Control(serde_json::Map<String, serde_json::Value>),
     SendAndClose(ServerMessage, Outgoing),
 }
 
@@ -420,11 +434,33 @@ fn handle_text(text: &str, session: &Session, reported_underruns: &mut Option<u6
             *reported_underruns = Some(underruns);
             Reply::None
         }
-        ClientMessage::Control(_) => Reply::Send(reject(
-            session,
-            ErrorCode::NotSupported,
-            "live music control is not enabled on this server",
-        )),
+        ClientMessage::Control(body) => Reply::Control(body),
+    }
+}
+
+/// Applies a control message; answers with `control_ack` or an `error` naming what is wrong.
+async fn control(
+    body: &serde_json::Map<String, serde_json::Value>,
+    session: &Session,
+    bucket: &mut TokenBucket,
+) -> ServerMessage {
+    let token = body.get("token").and_then(|t| t.as_str());
+    let id = body.get("id").cloned();
+    match session
+        .control
+        .handle(&session.access, session.peer, token, body, Some(bucket))
+        .await
+    {
+        Ok(ack) => ServerMessage::ControlAck { id, ack },
+        Err(error) => {
+            let code = error.code();
+            session.station.metrics.client_error(code).increment(1);
+            ServerMessage::Error {
+                code,
+                message: error.to_string(),
+                field: error.field().map(str::to_owned),
+            }
+        }
     }
 }
 

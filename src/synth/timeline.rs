@@ -138,6 +138,16 @@ impl Timeline {
         &self.segments[self.segments.len() - 1]
     }
 
+    /// The log entry of the newest segment.
+    pub fn latest_entry(&self) -> ControlEntry {
+        let score = self.latest();
+        ControlEntry {
+            position: score.origin(),
+            bar: score.origin_bar(),
+            params: *score.params(),
+        }
+    }
+
     /// The segment in effect at `position`.
     pub fn at(&self, position: u64) -> &Score {
         let after = self.segments.partition_point(|s| s.origin() <= position);

@@ -41,10 +41,11 @@ pub const CLIENT_BUFFER: &str = "auralis_client_buffer_seconds";
 pub const CLIENT_UNDERRUNS: &str = "auralis_client_underruns_total";
 pub const CLIENT_REPORTS: &str = "auralis_client_reports_total";
 pub const BUILD_INFO: &str = "auralis_build_info";
+pub const CONTROL_REQUESTS: &str = "auralis_control_requests_total";
 
 /// The metrics `/metrics` always shows (with HELP text), for docs and tests. GPU fallbacks are
 /// described but only appear once a fallback happens.
-pub const ALL: [&str; 27] = [
+pub const ALL: [&str; 28] = [
     SYNTHESIS_DURATION,
     SYNTHESIS_REALTIME_FACTOR,
     SYNTHESIS_SKIPPED,
@@ -71,6 +72,7 @@ pub const ALL: [&str; 27] = [
     CLIENT_UNDERRUNS,
     CLIENT_REPORTS,
     BUILD_INFO,
+    CONTROL_REQUESTS,
     // process_* series come from metrics-process and are described there.
     "process_resident_memory_bytes",
 ];
@@ -305,6 +307,61 @@ fn describe_all() {
     describe_counter!(CLIENT_UNDERRUNS, "Playback underruns reported by clients.");
     describe_counter!(CLIENT_REPORTS, "Client stats reports accepted.");
     describe_gauge!(BUILD_INFO, "Build information; the value is always 1.");
+    describe_counter!(
+        CONTROL_REQUESTS,
+        "Music control requests (WebSocket and REST), by result: applied, invalid, unauthorized, rate_limited, unavailable."
+    );
+}
+
+/// The outcome of a music control request (the `result` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlResult {
+    Applied,
+    Invalid,
+    Unauthorized,
+    RateLimited,
+    Unavailable,
+}
+
+impl ControlResult {
+    pub const ALL: [ControlResult; 5] = [
+        ControlResult::Applied,
+        ControlResult::Invalid,
+        ControlResult::Unauthorized,
+        ControlResult::RateLimited,
+        ControlResult::Unavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlResult::Applied => "applied",
+            ControlResult::Invalid => "invalid",
+            ControlResult::Unauthorized => "unauthorized",
+            ControlResult::RateLimited => "rate_limited",
+            ControlResult::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Control counters of one station, one per result.
+#[derive(Clone)]
+pub struct ControlMetrics {
+    requests: [Counter; ControlResult::ALL.len()],
+}
+
+impl ControlMetrics {
+    pub fn new(station: &str) -> Self {
+        let requests = ControlResult::ALL.map(|result| {
+            let counter = counter!(CONTROL_REQUESTS, "station" => station.to_string(), "result" => result.as_str());
+            counter.increment(0);
+            counter
+        });
+        Self { requests }
+    }
+
+    pub fn count(&self, result: ControlResult) {
+        self.requests[result as usize].increment(1);
+    }
 }
 
 /// Handles for one station's series, created once so hot paths only touch atomics.

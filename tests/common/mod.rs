@@ -44,6 +44,7 @@ impl TestServer {
             stations: vec![StationConfig {
                 name: station.to_string(),
                 seed,
+                preset: None,
             }],
             ..Config::default()
         };
@@ -74,16 +75,16 @@ impl TestServer {
     }
 
     pub fn hub(&self) -> &Arc<StationHub> {
-        &self.handles.stations[0].0
+        &self.handles.stations[0].hub
     }
 
     pub fn synthesis(&self) -> &Arc<SynthesisShared> {
-        &self.handles.stations[0].1
+        &self.handles.stations[0].synthesis
     }
 
     async fn wait_live(&self) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !self.handles.stations.iter().all(|(hub, _)| hub.is_live()) {
+        while !self.handles.stations.iter().all(|s| s.hub.is_live()) {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "stations never went live"
@@ -147,8 +148,31 @@ impl Drop for TestServer {
 
 /// A plain HTTP/1.1 GET with `Connection: close`; returns status and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = http_request(addr, "GET", path, &[], "").await;
+    (status, body)
+}
+
+/// A plain HTTP/1.1 request with `Connection: close`; returns status, raw headers and body.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
@@ -158,11 +182,8 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
 }
 
 /// One decoded audio frame.
