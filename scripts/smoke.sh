@@ -10,7 +10,7 @@ port=${SMOKE_PORT:-18457}
 workdir=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$workdir"' EXIT
 
-"$bin" serve --addr "127.0.0.1:${port}" --station smoke=7 >"$workdir/serve.log" 2>&1 &
+"$bin" serve --addr "127.0.0.1:${port}" --station smoke=7:focus >"$workdir/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:${port}/readyz" >/dev/null 2>&1 && break
@@ -25,6 +25,21 @@ check /healthz ok
 check /api/status '"name":"smoke"'
 check / player.js
 check /metrics '^# HELP auralis_ws_chunks_sent_total'
+check /api/stations '"preset":"focus"'
+
+# Change the music live, then replay the station's control log offline.
+curl -fsS -X POST "http://127.0.0.1:${port}/api/stations/smoke/control" \
+  -d '{"preset":"pulse","key":"E"}' -o "$workdir/ack.json"
+curl -fsS "http://127.0.0.1:${port}/api/stations/smoke/control" -o "$workdir/control.json"
+python3 - "$workdir/ack.json" "$workdir/control.json" <<'PY'
+import json, sys
+ack, state = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert ack["params"]["bpm"] == 120 and ack["params"]["key"] == "E", ack
+assert state["log"][-1]["position"] == ack["position"], state
+print(f"smoke: change lands at bar {ack['bar']} (position {ack['position']})")
+PY
+start=$(python3 -c "import json; print(json.load(open('$workdir/ack.json'))['position'] / 48000 - 2)")
+"$bin" render --control-log "$workdir/control.json" --start "$start" --seconds 4 --out "$workdir/replay.wav"
 
 "$bin" load --url "ws://127.0.0.1:${port}/ws" --clients 20 --duration 3 --json "$workdir/load.json"
 python3 - "$workdir/load.json" <<'PY'

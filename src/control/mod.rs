@@ -196,40 +196,32 @@ impl StationControl {
         body: &Map<String, Value>,
         bucket: Option<&mut TokenBucket>,
     ) -> Result<ControlAck, ControlError> {
-        let outcome = self.try_handle(access, peer, token, body, bucket).await;
+        let outcome = async {
+            access.check(peer, token)?;
+            let now = Instant::now();
+            let allowed = match bucket {
+                Some(bucket) => bucket.try_take(now),
+                None => self
+                    .rest_bucket
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .try_take(now),
+            };
+            allowed.map_err(|retry_after| ControlError::RateLimited { retry_after })?;
+            let mut params = body.clone();
+            for field in ENVELOPE_FIELDS {
+                params.remove(field);
+            }
+            let change = ParamChange::from_json(&params)?;
+            self.apply(&change).await
+        }
+        .await;
         let result = match &outcome {
             Ok(_) => ControlResult::Applied,
             Err(e) => e.result(),
         };
         self.metrics.count(result);
         outcome
-    }
-
-    async fn try_handle(
-        &self,
-        access: &ControlAccess,
-        peer: IpAddr,
-        token: Option<&str>,
-        body: &Map<String, Value>,
-        bucket: Option<&mut TokenBucket>,
-    ) -> Result<ControlAck, ControlError> {
-        access.check(peer, token)?;
-        let now = Instant::now();
-        let allowed = match bucket {
-            Some(bucket) => bucket.try_take(now),
-            None => self
-                .rest_bucket
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .try_take(now),
-        };
-        allowed.map_err(|retry_after| ControlError::RateLimited { retry_after })?;
-        let mut params = body.clone();
-        for field in ENVELOPE_FIELDS {
-            params.remove(field);
-        }
-        let change = ParamChange::from_json(&params)?;
-        self.apply(&change).await
     }
 
     /// Applies a validated change at the next bar line the synthesis thread has not rendered yet.
