@@ -26,8 +26,9 @@ use crate::telemetry::metrics::{ControlMetrics, ControlResult};
 pub use access::{AccessError, ControlAccess};
 pub use rate::TokenBucket;
 
-/// Control-log entries kept for `GET .../control` and replay (older ones are dropped; each entry
-/// is self-contained, so the kept tail still replays exactly from its first entry on).
+/// Control-log entries kept for `GET .../control` and replay. Older ones are dropped; each entry is
+/// self-contained, so the kept tail replays exactly from its first entry on once the release tails
+/// of the dropped ones have ended (at most the longest note tail, 1.6 s).
 pub const LOG_LIMIT: usize = 256;
 
 /// How long a change may wait for the synthesis thread before the request fails.
