@@ -434,12 +434,18 @@ async fn control_change(
 
 async fn static_asset(uri: Uri) -> Result<Response, AppError> {
     let asset = web::asset(uri.path()).ok_or(AppError::NotFound)?;
-    Ok((
+    let mut response = (
         [
             (header::CONTENT_TYPE, asset.content_type),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         asset.body,
     )
-        .into_response())
+        .into_response();
+    for (name, value) in web::ISOLATION_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    Ok(response)
 }

@@ -426,3 +426,42 @@ async fn two_instances_with_one_seed_stream_the_same_audio() {
         "instances overlapped on only {compared} chunks"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stats_flood_is_rate_limited_and_only_accepted_reports_count() {
+    let server = TestServer::start("stats-flood", 15).await;
+    let mut ws = server.connect("/ws").await;
+    for _ in 0..20 {
+        ws.send(Message::text(
+            r#"{"type":"stats","buffer_ms":150,"underruns":0,"latency_ms":200}"#,
+        ))
+        .await
+        .unwrap();
+    }
+    // A ping after the flood: every refusal arrives before its pong.
+    ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+    let mut audio = Vec::new();
+    let mut refused = 0;
+    loop {
+        let reply = next_text(&mut ws, &mut audio).await;
+        match reply["type"].as_str() {
+            Some("pong") => break,
+            Some("error") => {
+                assert_eq!(reply["code"], "rate_limited", "{reply}");
+                refused += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(refused >= 10, "{refused} of 20 refused");
+    audio.extend(audio_frames(&mut ws, 3).await);
+    assert_contiguous(&audio);
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "auralis_client_reports_total{station=\"stats-flood\"}"
+        ),
+        Some((20 - refused) as f64)
+    );
+}

@@ -324,10 +324,12 @@ where
 {
     let mut reported_underruns: Option<u64> = None;
     let mut control_bucket = TokenBucket::for_control();
+    // Clients report about once a second; a burst allows for a reconnect or a busy tab catching up.
+    let mut stats_bucket = TokenBucket::new(5, 2.0);
     while let Some(message) = stream.next().await {
         let reply = match message {
             Ok(Message::Text(text)) => {
-                match handle_text(&text, &session, &mut reported_underruns) {
+                match handle_text(&text, &session, &mut reported_underruns, &mut stats_bucket) {
                     Reply::None => continue,
                     Reply::Send(message) => vec![Outgoing::Text(message.to_json())],
                     Reply::Control(body) => {
@@ -389,7 +391,12 @@ fn reject(session: &Session, code: ErrorCode, message: impl Into<String>) -> Ser
     ServerMessage::error(code, message)
 }
 
-fn handle_text(text: &str, session: &Session, reported_underruns: &mut Option<u64>) -> Reply {
+fn handle_text(
+    text: &str,
+    session: &Session,
+    reported_underruns: &mut Option<u64>,
+    stats_bucket: &mut TokenBucket,
+) -> Reply {
     let message = match parse_client_message(text) {
         Ok(message) => message,
         Err(rejection) => return Reply::Send(reject(session, rejection.code, rejection.message)),
@@ -420,6 +427,13 @@ fn handle_text(text: &str, session: &Session, reported_underruns: &mut Option<u6
             underruns,
             latency_ms,
         } => {
+            if stats_bucket.try_take(Instant::now()).is_err() {
+                return Reply::Send(reject(
+                    session,
+                    ErrorCode::RateLimited,
+                    "too many stats reports; send one about every second",
+                ));
+            }
             metrics.client_reports.increment(1);
             metrics.client_buffer.record(buffer_ms / 1000.0);
             if let Some(latency) = latency_ms {

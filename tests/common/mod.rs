@@ -40,6 +40,17 @@ impl TestServer {
     }
 
     pub async fn start_with(station: &str, seed: u64, adjust: impl FnOnce(&mut Config)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, station, seed, adjust).await
+    }
+
+    /// Starts a server on a listener the test bound itself (e.g. to restart on the same port).
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        station: &str,
+        seed: u64,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config {
             stations: vec![StationConfig {
                 name: station.to_string(),
@@ -49,7 +60,6 @@ impl TestServer {
             ..Config::default()
         };
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (handles_tx, handles_rx) = oneshot::channel();
