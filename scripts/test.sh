@@ -16,16 +16,22 @@ for component in rustfmt clippy; do
 done
 
 # System packages the suites use. Installed only when missing; a missing tool fails the run.
-packages=(curl)
+# chromium: the browser end-to-end test; nodejs: the browser client's unit tests;
+# prometheus, prometheus-alertmanager: promtool and amtool for the rules and their unit tests.
+packages=(curl chromium prometheus prometheus-alertmanager)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
+
+log "Prometheus configuration, rules and rule unit tests (promtool, amtool)"
+./scripts/check-prometheus.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -33,7 +39,7 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 
-log "cargo test (unit, integration, benches in test mode)"
+log "cargo test (unit, integration, benches in test mode; the browser test runs real Chromium)"
 cargo test --all-targets --all-features
 
 log "cargo test --doc"
