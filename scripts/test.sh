@@ -33,6 +33,12 @@ fi
 log "Prometheus configuration, rules and rule unit tests (promtool, amtool)"
 ./scripts/check-prometheus.sh
 
+log "browser client unit tests (node --test)"
+node --test tests/web/
+
+log "browser client under injected faults (headless Chromium)"
+./scripts/browser-check.sh
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

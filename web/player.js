@@ -1,305 +1,846 @@
-// Auralis browser player: WebSocket PCM chunks scheduled back to back on the Web Audio clock.
+// Auralis browser player: WebSocket PCM frames -> ring buffer -> AudioWorklet, with an adaptive
+// jitter buffer, clock-drift correction, reconnects, health statistics and music control.
+//
+// `window.auralis` is a plain object updated in place: the state of the player for people
+// (through the page) and for automated tests (by polling it).
 
-const HEADER_LEN = 56;
-const FLAG_UNDERRUN_FILL = 1;
-const FLAG_DISCONTINUITY = 2;
-const PREBUFFER_S = 0.2; // lead we aim for on (re)start: absorbs network jitter
-const MAX_LEAD_S = 2.0; // beyond this we drop chunks so latency cannot grow without bound (clock drift, bursts)
-const FADE_S = 0.005; // fade-in after a jump so it does not click
+import { decodeFrame, pcmS16ToStereo, statsMessage, ClockSync, CODEC_NAMES, CODEC_PCM_S16LE } from "./protocol.js";
+import { JitterPolicy, RateController, backlogLimitMs } from "./jitter.js";
+import { Ring, createRingStorage, CHANNELS } from "./ring.js";
+import { ControlPanel } from "./control.js";
+import { Scope } from "./visual.js";
+
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5000;
-const STATS_LIMIT_MS = 600000; // the server rejects stats values above this
+const STABLE_MS = 3000; // a connection that streamed this long resets the backoff
+const POLL_MS = 100; // worklet counters: 10 reports a second
+const STALL_MS = 250; // the poll timer this late means the main thread was blocked
+const STATS_MS = 1000;
+const PING_MS = 2000;
+const STATIONS_MS = 10000;
+const FADE_MS = 4; // every jump in the audio fades over this long
+const RING_FRAMES = 131072; // 2.7 s at 48 kHz: well above the largest target plus backlog limit
+const SAB_GUARD_FRAMES = 512; // frames near the read index the worklet may be reading right now
+const DEFAULT_STREAM_RATE = 48000;
+const SUSPEND_AFTER_MS = 30000; // audio device kept open this long after Stop
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  station: $("station"), play: $("play"), volume: $("volume"), status: $("status"),
-  seq: $("s-seq"), latency: $("s-latency"), buffer: $("s-buffer"), underruns: $("s-underruns"),
-  disc: $("s-disc"), gaps: $("s-gaps"), fills: $("s-fills"), kbps: $("s-kbps"),
+  station: $("station"), play: $("play"), volume: $("volume"), volumeOut: $("volume-out"), status: $("status"),
+  latency: $("s-latency"), jitter: $("s-jitter"), buffer: $("s-buffer"), underruns: $("s-underruns"),
+  gaps: $("s-gaps"), disc: $("s-disc"), fills: $("s-fills"), kbps: $("s-kbps"), drift: $("s-drift"),
+  offset: $("s-offset"), first: $("s-first"), reconnects: $("s-reconnects"), seq: $("s-seq"), output: $("s-output"),
 };
 
-// Public, mutated in place so automated tests can poll it.
 const auralis = {
-  state: "idle", note: "", chunks: 0, underruns: 0, gaps: 0, discontinuities: 0, serverFills: 0,
-  lastSequence: null, latencyMs: null, bufferMs: 0, kbps: 0, station: null,
+  state: "idle", // idle | connecting | buffering | playing | reconnecting | error
+  note: "",
+  station: null,
+  chunks: 0, // audio frames received
+  gaps: 0, // sequence jumps without the discontinuity flag
+  discontinuities: 0,
+  serverFills: 0, // frames flagged underrun_fill
+  underruns: 0, // playback underruns counted by the worklet
+  renderedFrames: 0, // frames the worklet output while playing
+  nonSilentFrames: 0, // frames the worklet output with |sample| > 1e-4
+  statsSent: 0,
+  reconnects: 0, // successful reconnections after a drop
+  latencyMs: null, // render on the server -> playout here
+  bufferMs: 0,
+  targetMs: null,
+  jitterMs: null,
+  driftPpm: null,
+  sharedMemory: false, // SharedArrayBuffer ring in use
+  sampleRate: null, // AudioContext rate
+  firstSoundMs: null, // Play -> first non-silent output
+  // more detail
+  streamSampleRate: null,
+  playbackRate: 1,
+  lastSequence: null,
+  kbps: null,
+  skips: 0, // backlogs skipped to the live edge
+  duplicates: 0, // frames already played (overlap after a reconnect)
+  malformed: 0,
+  overflowFrames: 0,
+  clockOffsetMs: null,
+  rttMs: null,
+  retryInMs: null,
+  lastServerError: null,
 };
 window.auralis = auralis;
 
-let ctx = null; // AudioContext, made in the click handler (autoplay policy)
-let master = null; // GainNode for volume
-let ws = null;
-let playing = false; // user intent: true between Play and Stop
-let nextTime = 0; // AudioContext time where the next chunk starts
-let startAt = 0; // when audio resumes after a (re)start; "buffering" until then
-let fadeNext = true;
-let backoffMs = BACKOFF_MIN_MS;
-let reconnectTimer = null;
-let timers = [];
-let bytesInWindow = 0;
-let pongs = []; // last 10 {rtt, offset} samples
-let offsetMs = null; // server clock minus client clock (ms), from the lowest-RTT pong
+const wallNow = () => performance.timeOrigin + performance.now();
+const clock = new ClockSync({ window: 16 }); // one server: the estimate survives reconnects
+const params = new URLSearchParams(location.search);
+const sharedMemoryAvailable = () => Boolean(window.crossOriginIsolated) && typeof SharedArrayBuffer === "function";
+
+let stations = []; // from /api/stations
+let tokenRequired = false;
+let ctx = null; // one AudioContext for the page, suspended while stopped
+let master = null;
+let analyser = null;
+let moduleReady = null;
+let play = null; // the current playback (see startPlayback), or null when stopped
+let suspendTimer = null;
+
+const scope = new Scope($("scope"));
+const panel = new ControlPanel($("music"), {
+  now: wallNow,
+  offsetMs: () => clock.offsetMs,
+  hearDelayMs: () => (play && play.hearDelayMs != null ? play.hearDelayMs : null),
+});
+
+// ---------------------------------------------------------------- state and rendering
 
 function setState(state, note = "") {
   auralis.state = state;
   auralis.note = note;
+  if (state !== "reconnecting") auralis.retryInMs = null;
   render();
 }
 
+const fmt = (x, digits = 0) => (x == null || !Number.isFinite(x) ? "–" : x.toFixed(digits));
+const signed = (x, digits = 0) => (x == null || !Number.isFinite(x) ? "–" : (x > 0 ? "+" : "") + x.toFixed(digits));
+
 function render() {
-  const s = ui.status;
-  s.dataset.state = auralis.state;
-  s.textContent = auralis.note ? `${auralis.state} — ${auralis.note}` : auralis.state;
-  s.classList.toggle("has-note", /^(error|warning)/.test(auralis.note));
-  ui.play.textContent = playing ? "Stop" : "Play";
-  ui.play.classList.toggle("stop", playing);
-  ui.seq.textContent = auralis.lastSequence ?? "–";
-  ui.latency.textContent = auralis.latencyMs == null ? "–" : Math.round(auralis.latencyMs);
-  ui.buffer.textContent = playing ? Math.round(auralis.bufferMs) : "–";
-  ui.underruns.textContent = auralis.underruns;
-  ui.disc.textContent = auralis.discontinuities;
-  ui.gaps.textContent = auralis.gaps;
-  ui.fills.textContent = auralis.serverFills;
-  ui.kbps.textContent = playing ? auralis.kbps.toFixed(0) : "–";
+  const a = auralis;
+  ui.status.dataset.state = a.state;
+  ui.status.textContent = a.note ? `${a.state} — ${a.note}` : a.state;
+  ui.play.textContent = play ? "Stop" : "Play";
+  ui.play.classList.toggle("stop", Boolean(play));
+  const live = Boolean(play);
+  ui.latency.textContent = live ? fmt(a.latencyMs) : "–";
+  ui.jitter.textContent = live ? fmt(a.jitterMs, 1) : "–";
+  ui.buffer.textContent = live ? `${fmt(a.bufferMs)} / ${fmt(a.targetMs)}` : "–";
+  ui.underruns.textContent = a.underruns;
+  ui.underruns.className = a.underruns > 0 ? "warn" : "";
+  ui.gaps.textContent = a.gaps;
+  ui.gaps.className = a.gaps > 0 ? "warn" : "";
+  ui.disc.textContent = a.discontinuities;
+  ui.fills.textContent = a.serverFills;
+  ui.kbps.textContent = live ? fmt(a.kbps) : "–";
+  ui.drift.textContent = live ? signed(a.driftPpm) : "–";
+  ui.offset.textContent = a.clockOffsetMs == null ? "–" : `${signed(a.clockOffsetMs, 1)} ±${fmt(a.rttMs / 2, 1)}`;
+  ui.first.textContent = fmt(a.firstSoundMs);
+  ui.reconnects.textContent = a.reconnects;
+  ui.seq.textContent = a.lastSequence ?? "–";
+  if (live && a.sampleRate) {
+    const sr = a.streamSampleRate || DEFAULT_STREAM_RATE;
+    const rates = sr === a.sampleRate ? `${sr / 1000} kHz` : `${sr / 1000}→${a.sampleRate / 1000} kHz`;
+    ui.output.textContent = `${rates} ×${a.playbackRate.toFixed(4)} ${a.sharedMemory ? "shared" : "posted"}`;
+  } else {
+    ui.output.textContent = "–";
+  }
 }
 
-// ---- station list ----
+// ---------------------------------------------------------------- stations
+
+function stationInfo(name) {
+  return stations.find((s) => s.name === name) || null;
+}
+
+function streamUrl(name) {
+  const info = stationInfo(name);
+  const path = info && typeof info.stream === "string" ? info.stream : `/ws/${encodeURIComponent(name)}`;
+  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+}
+
+async function fetchStations() {
+  const res = await fetch("/api/stations", { cache: "no-store" });
+  if (res.ok) {
+    const body = await res.json();
+    return { list: body.stations || [], tokenRequired: Boolean(body.control_token_required), presets: body.presets };
+  }
+  // A server without /api/stations: fall back to the status report.
+  const st = await fetch("/api/status", { cache: "no-store" });
+  if (!st.ok) throw new Error(`HTTP ${res.status}`);
+  const body = await st.json();
+  const list = (body.stations || []).map((s) => ({
+    name: s.name, listeners: s.listeners, live: s.live,
+    stream: `/ws/${encodeURIComponent(s.name)}`, control: `/api/stations/${encodeURIComponent(s.name)}/control`,
+  }));
+  return { list, tokenRequired: false, presets: null };
+}
 
 async function loadStations() {
   try {
-    const res = await fetch("/api/status", { cache: "no-store" });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const status = await res.json();
-    const keep = ui.station.value;
-    ui.station.replaceChildren(...(status.stations || []).map((st) => {
-      const o = new Option(`${st.name} (${st.listeners ?? 0} listening)`, st.name);
-      o.selected = st.name === keep;
-      return o;
-    }));
-    ui.play.disabled = ui.station.options.length === 0;
-    if (auralis.state === "error" && !playing) setState("idle");
+    const got = await fetchStations();
+    stations = got.list;
+    tokenRequired = got.tokenRequired;
+    panel.setTokenRequired(tokenRequired);
+    if (got.presets) panel.setPresets(got.presets);
+    const keep = ui.station.value || params.get("station") || (stations[0] && stations[0].name) || "";
+    const label = (s) => `${s.name}${s.live === false ? " (starting)" : ""} · ${s.listeners ?? 0} listening`;
+    const opts = [...ui.station.options];
+    if (opts.length === stations.length && opts.every((o, i) => o.value === stations[i].name)) {
+      // Same stations: relabel in place, so an open picker stays open.
+      opts.forEach((o, i) => (o.textContent = label(stations[i])));
+    } else {
+      ui.station.replaceChildren(
+        ...stations.map((s) => {
+          const o = new Option(label(s), s.name);
+          o.selected = s.name === keep;
+          return o;
+        }),
+      );
+    }
+    ui.play.disabled = stations.length === 0;
+    if (stations.length === 0 && !play) setState("error", "this server has no stations");
+    else if (auralis.state === "error" && !play && /station list/.test(auralis.note)) setState("idle");
+    const current = stationInfo(ui.station.value);
+    if (current && (!panel.station || panel.station.name !== current.name)) panel.select(current);
+    else if (current) panel.refresh(current);
+    return true;
   } catch (e) {
-    if (!playing) setState("error", `cannot load /api/status: ${e.message}`);
+    if (!play) setState("error", `cannot load the station list: ${e.message}`);
+    return false;
   }
 }
 
-// ---- connection ----
+// ---------------------------------------------------------------- audio graph
 
-function connect() {
-  reconnectTimer = null;
-  const name = ui.station.value;
-  auralis.station = name;
-  auralis.lastSequence = null; // sequences are per connection view; don't count a gap across reconnects
-  fadeNext = true;
-  pongs = [];
-  offsetMs = null;
-  const url = (location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + "/ws?station=" + encodeURIComponent(name);
-  const sock = new WebSocket(url);
-  sock.binaryType = "arraybuffer";
-  ws = sock;
-  // Each handler checks it still belongs to the current socket: a stale socket must not touch state.
-  sock.onopen = () => { if (ws === sock) ping(); };
-  sock.onmessage = (ev) => {
-    if (ws !== sock) return;
-    if (typeof ev.data === "string") onText(ev.data);
-    else onChunk(ev.data);
-  };
-  sock.onclose = (ev) => {
-    if (ws !== sock) return;
-    ws = null;
-    if (!playing) return;
-    // onerror carries no detail; the close code is the best reason we get.
-    const why = ev.code === 1006 ? "connection lost" : `closed ${ev.code}${ev.reason ? " " + ev.reason : ""}`;
-    setState("reconnecting", `${why}; retry in ${backoffMs} ms`);
-    reconnectTimer = setTimeout(connect, backoffMs);
-    backoffMs = Math.min(backoffMs * 2, BACKOFF_MAX_MS);
-  };
-  sock.onerror = () => {}; // onclose always follows and handles the retry
-}
-
-function send(msg) {
-  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
-}
-
-function ping() {
-  send({ type: "ping", client_time: performance.now() });
-}
-
-function onText(text) {
-  let msg;
-  try { msg = JSON.parse(text); } catch { return; }
-  switch (msg.type) {
-    case "welcome": {
-      const f = msg.format || {};
-      if (f.codec !== "pcm_s16le") {
-        stop();
-        setState("error", `unsupported codec ${f.codec}`);
-        return;
-      }
-      backoffMs = BACKOFF_MIN_MS; // a welcome means the connection works; reset the backoff
-      setState("buffering", `${msg.station}, ${f.sample_rate} Hz × ${f.channels}, ${msg.chunk_ms} ms chunks`);
-      break;
-    }
-    case "pong": onPong(msg); break;
-    case "error": auralis.note = `error ${msg.code}: ${msg.message}`; render(); break;
-    case "warning": auralis.note = `warning ${msg.code}: ${msg.message}`; render(); break;
-  }
-}
-
-function onPong(msg) {
-  if (typeof msg.client_time !== "number") return;
-  const rtt = performance.now() - msg.client_time;
-  const serverMs = Number(msg.server_time_unix_ns) / 1e6;
-  pongs.push({ rtt, offset: serverMs - (Date.now() - rtt / 2) });
-  if (pongs.length > 10) pongs.shift();
-  // The smallest RTT has the least queueing asymmetry, so its midpoint guess is the most trustworthy.
-  offsetMs = pongs.reduce((a, b) => (b.rtt < a.rtt ? b : a)).offset;
-}
-
-// ---- audio ----
-
-function onChunk(buf) {
-  bytesInWindow += buf.byteLength;
-  if (!ctx || buf.byteLength < HEADER_LEN) return;
-  const v = new DataView(buf);
-  const magic = String.fromCharCode(v.getUint8(0), v.getUint8(1), v.getUint8(2), v.getUint8(3));
-  const headerLen = v.getUint8(5);
-  const channels = v.getUint8(7);
-  const rate = v.getUint32(8, true);
-  const frames = v.getUint32(12, true);
-  const flags = v.getUint16(16, true);
-  const payloadLen = v.getUint32(20, true);
-  if (magic !== "AURA" || v.getUint8(4) !== 1 || v.getUint8(6) !== 1 || headerLen < HEADER_LEN ||
-      channels === 0 || frames === 0 || payloadLen !== frames * channels * 2 ||
-      headerLen + payloadLen > buf.byteLength) {
-    auralis.note = "ignored a malformed audio chunk";
-    return;
-  }
-  const seq = Number(v.getBigUint64(24, true));
-  const renderedMs = Number(v.getBigUint64(40, true) / 1000n) / 1000; // via µs: keeps sub-ms precision
-  const discontinuity = (flags & FLAG_DISCONTINUITY) !== 0;
-
-  auralis.chunks++;
-  if (discontinuity) auralis.discontinuities++;
-  if (flags & FLAG_UNDERRUN_FILL) auralis.serverFills++;
-  if (auralis.lastSequence !== null && seq !== auralis.lastSequence + 1 && !discontinuity) auralis.gaps++;
-  auralis.lastSequence = seq;
-
-  // Deinterleave s16le into float planes; the browser resamples if rate != ctx.sampleRate.
-  let ab;
-  try {
-    ab = ctx.createBuffer(channels, frames, rate);
-  } catch {
-    auralis.note = `error: this browser cannot play ${rate} Hz × ${channels}`;
-    return;
-  }
-  for (let c = 0; c < channels; c++) {
-    const plane = ab.getChannelData(c);
-    for (let i = 0, off = headerLen + c * 2; i < frames; i++, off += channels * 2) {
-      plane[i] = v.getInt16(off, true) / 32768;
-    }
-  }
-
-  const now = ctx.currentTime;
-  if (nextTime === 0) {
-    nextTime = startAt = now + PREBUFFER_S; // first chunk: build the prebuffer
-  } else if (nextTime < now) {
-    auralis.underruns++; // ran dry: audio stopped before this chunk arrived
-    nextTime = startAt = now + PREBUFFER_S;
-    fadeNext = true;
-    if (auralis.state === "playing") setState("buffering", "underrun");
-  } else if (nextTime - now > MAX_LEAD_S) {
-    fadeNext = true; // too far ahead: skip this chunk so latency stays bounded
-    return;
-  }
-
-  const src = ctx.createBufferSource();
-  src.buffer = ab;
-  if (fadeNext || discontinuity) {
-    const fade = ctx.createGain();
-    fade.gain.setValueAtTime(0, nextTime);
-    fade.gain.linearRampToValueAtTime(1, nextTime + FADE_S);
-    src.connect(fade).connect(master);
-  } else {
-    src.connect(master);
-  }
-  fadeNext = false;
-  src.start(nextTime);
-
-  if (offsetMs !== null) {
-    // Wall time this chunk reaches the speaker minus its render time mapped onto our clock.
-    const playWallMs = Date.now() + (nextTime - now + (ctx.outputLatency || 0)) * 1000;
-    auralis.latencyMs = Math.max(0, playWallMs - (renderedMs - offsetMs));
-  }
-  nextTime += frames / rate;
-}
-
-// Runs 4×/s: buffer level, buffering→playing, redraw.
-function tick() {
-  if (!ctx) return;
-  auralis.bufferMs = Math.max(0, (nextTime - ctx.currentTime) * 1000);
-  if (auralis.state === "buffering" && nextTime > 0 && ctx.currentTime >= startAt) setState("playing", auralis.note);
-  // Audio ran out and nothing new arrived; the underrun itself is counted when the next chunk comes.
-  else if (auralis.state === "playing" && ctx.currentTime > nextTime) setState("buffering", "waiting for audio");
-  render();
-}
-
-function reportStats() {
-  auralis.kbps = (bytesInWindow * 8) / 1000;
-  bytesInWindow = 0;
-  const clamp = (x) => Math.min(STATS_LIMIT_MS, Math.max(0, x));
-  const msg = { type: "stats", buffer_ms: clamp(auralis.bufferMs), underruns: auralis.underruns };
-  if (auralis.latencyMs !== null && Number.isFinite(auralis.latencyMs)) msg.latency_ms = clamp(auralis.latencyMs);
-  send(msg);
-}
-
-// ---- controls ----
-
-async function start() {
+function ensureContext() {
+  if (ctx) return ctx;
   const Ctx = window.AudioContext || window.webkitAudioContext;
-  if (!Ctx) { setState("error", "Web Audio is not supported in this browser"); return; }
-  try { ctx = new Ctx({ latencyHint: "playback" }); } catch { ctx = new Ctx(); } // old Safari takes no options
+  try {
+    ctx = new Ctx({ latencyHint: "interactive" });
+  } catch {
+    ctx = new Ctx();
+  }
   master = ctx.createGain();
   master.gain.value = Number(ui.volume.value);
   master.connect(ctx.destination);
-  ctx.resume().catch(() => {}); // created inside the click, so this is allowed
-  playing = true;
-  Object.assign(auralis, { underruns: 0, gaps: 0, chunks: 0, discontinuities: 0, serverFills: 0, latencyMs: null, lastSequence: null });
-  nextTime = 0;
-  backoffMs = BACKOFF_MIN_MS;
-  timers = [setInterval(tick, 250), setInterval(reportStats, 1000), setInterval(ping, 2000)];
-  setState("connecting");
-  connect();
+  analyser = ctx.createAnalyser();
+  analyser.fftSize = 2048;
+  analyser.smoothingTimeConstant = 0.8;
+  analyser.minDecibels = -90;
+  analyser.maxDecibels = -20;
+  moduleReady = ctx.audioWorklet.addModule(new URL("./worklet.js", import.meta.url));
+  ctx.addEventListener("statechange", () => {
+    if (play && ctx.state !== "running" && ctx.state !== "closed") {
+      auralis.note = `audio output ${ctx.state}`;
+      render();
+    }
+  });
+  return ctx;
 }
 
-function stop() {
-  playing = false;
-  timers.forEach(clearInterval);
-  timers = [];
-  clearTimeout(reconnectTimer);
-  reconnectTimer = null;
-  if (ws) { const sock = ws; ws = null; sock.close(1000, "stop"); }
-  if (ctx) { ctx.close().catch(() => {}); ctx = null; master = null; }
-  nextTime = 0;
+/** Sizes the worklet's thresholds from the jitter policy (in stream frames). */
+function workletConfig(p) {
+  const f = (ms) => Math.round((ms / 1000) * p.streamRate);
+  const target = p.policy.targetMs;
+  return {
+    type: "config",
+    rate: p.rateCtl.rate,
+    startFrames: f(target),
+    // A skip keeps half a chunk more than the target: it happens right after a burst, and the
+    // depth then falls by a chunk before the next one, averaging out at the target.
+    targetFrames: f(target + p.policy.o.chunkMs / 2),
+    skipFrames: f(backlogLimitMs(target)),
+    live: Boolean(p.conn && p.conn.welcomed),
+    streamRate: p.streamRate,
+  };
+}
+
+function sendConfig(p, force = false) {
+  if (!p.node) return;
+  const c = workletConfig(p);
+  const last = p.lastConfig;
+  if (!force && last && Math.abs(last.rate - c.rate) < 1e-7 && last.startFrames === c.startFrames &&
+      last.skipFrames === c.skipFrames && last.live === c.live && last.streamRate === c.streamRate) return;
+  p.lastConfig = c;
+  p.node.port.postMessage(c);
+}
+
+function createNode(p) {
+  const cfg = workletConfig(p);
+  const node = new AudioWorkletNode(ctx, "auralis-player", {
+    numberOfInputs: 0,
+    numberOfOutputs: 1,
+    outputChannelCount: [2],
+    processorOptions: {
+      shared: p.ring ? { samples: p.ring.samples, state: p.ring.state } : null,
+      capacity: RING_FRAMES,
+      streamRate: p.streamRate,
+      startFrames: cfg.startFrames,
+      targetFrames: cfg.targetFrames,
+      skipFrames: cfg.skipFrames,
+      fadeMs: FADE_MS,
+    },
+  });
+  node.port.onmessage = (e) => {
+    if (play === p && e.data && e.data.type === "report") onReport(p, e.data);
+  };
+  node.onprocessorerror = () => {
+    if (play === p) fail("the audio processor stopped with an error");
+  };
+  node.connect(master);
+  node.connect(analyser);
+  p.node = node;
+  for (const m of p.queued) node.port.postMessage(m, [m.samples.buffer]);
+  p.queued = [];
+  sendConfig(p, true);
+  scope.attach(analyser);
+}
+
+// ---------------------------------------------------------------- playback
+
+function startPlayback({ auto = false } = {}) {
+  if (play) return;
+  const name = ui.station.value;
+  if (!name) return;
+  if (!(window.AudioContext || window.webkitAudioContext) || typeof AudioWorkletNode !== "function") {
+    setState("error", "this browser cannot play the stream: it has no AudioWorklet support");
+    return;
+  }
+  const clickedAt = performance.now();
+  clearTimeout(suspendTimer);
+  try {
+    ensureContext();
+  } catch (e) {
+    setState("error", `cannot open audio output: ${e.message}`);
+    return;
+  }
+  ctx.resume().catch(() => {}); // inside the click, so the autoplay policy allows it
+  master.gain.cancelScheduledValues(ctx.currentTime);
+  master.gain.value = Number(ui.volume.value);
+
+  const shared = sharedMemoryAvailable();
+  const p = {
+    clickedAt,
+    station: name,
+    streamRate: DEFAULT_STREAM_RATE,
+    ring: shared ? new Ring(createRingStorage(RING_FRAMES, true)) : null,
+    scratch: null,
+    node: null,
+    queued: [], // posted-mode chunks waiting for the node
+    writtenTotal: 0, // stream frames handed to the worklet since start
+    segments: [], // [{from, to, zero, renderedMs, sentMs}] ring ranges -> chunk timestamps
+    expectedPos: null, // stream position that continues the audio written last
+    lastWasFill: false,
+    policy: new JitterPolicy(),
+    rateCtl: new RateController(),
+    conn: null,
+    dropped: false, // the last connection was lost; the next welcome counts as a reconnect
+    backoffMs: BACKOFF_MIN_MS,
+    retryTimer: null,
+    timers: [],
+    bytes: 0,
+    bytesSince: performance.now(),
+    rateWindow: [],
+    workletUnderruns: 0,
+    lastReportAt: null,
+    lastConfig: null,
+    hearDelayMs: null,
+    pollId: 0,
+    worklet: null,
+    lastBeat: performance.now(), // last run of the poll timer
+    stallUntil: 0,
+  };
+  play = p;
+  Object.assign(auralis, {
+    station: name, chunks: 0, gaps: 0, discontinuities: 0, serverFills: 0, underruns: 0, renderedFrames: 0,
+    nonSilentFrames: 0, statsSent: 0, reconnects: 0, latencyMs: null, bufferMs: 0, targetMs: p.policy.targetMs,
+    jitterMs: 0, driftPpm: 0, sharedMemory: shared, sampleRate: ctx.sampleRate, firstSoundMs: null,
+    streamSampleRate: null, playbackRate: 1, lastSequence: null, kbps: null, skips: 0, duplicates: 0,
+    malformed: 0, overflowFrames: 0, lastServerError: null,
+  });
+  setState("connecting", `connecting to ${name}…`);
+  connect(p);
+  moduleReady.then(
+    () => {
+      if (play === p) createNode(p);
+    },
+    (e) => {
+      if (play === p) fail(`cannot load the audio processor: ${e && e.message ? e.message : e}`);
+    },
+  );
+  p.timers.push(
+    setInterval(() => poll(p), POLL_MS),
+    setInterval(() => reportStats(p), STATS_MS),
+    setInterval(() => ping(p), PING_MS),
+  );
+  if (auto) {
+    // Without a user gesture the browser may keep the context suspended. Where the browser can
+    // say so, ask; otherwise a context still not running after a while counts as blocked.
+    const policy = navigator.getAutoplayPolicy ? navigator.getAutoplayPolicy(ctx) : null;
+    const blocked = () => stopPlayback("idle", "the browser blocked autoplay: press Play");
+    if (policy === "disallowed") blocked();
+    else {
+      setTimeout(() => {
+        if (play === p && ctx.state !== "running") blocked();
+      }, policy === "allowed" ? 5000 : 1500);
+    }
+  }
+}
+
+function stopPlayback(state = "idle", note = "") {
+  const p = play;
+  if (!p) return;
+  play = null;
+  p.timers.forEach(clearInterval);
+  clearTimeout(p.retryTimer);
+  if (p.conn) {
+    clearTimeout(p.conn.stableTimer);
+    const ws = p.conn.ws;
+    p.conn = null;
+    ws.close(1000, "stop");
+  }
+  scope.attach(null);
+  if (ctx && master) {
+    // Fade out instead of cutting the waveform, then release the output.
+    const t = ctx.currentTime;
+    master.gain.cancelScheduledValues(t);
+    master.gain.setValueAtTime(master.gain.value, t);
+    master.gain.linearRampToValueAtTime(0, t + 0.03);
+    setTimeout(() => {
+      if (p.node) {
+        p.node.port.onmessage = null;
+        p.node.disconnect();
+      }
+    }, 60);
+    // Release the audio device only after a while: reopening it can take a second on some
+    // systems, and Stop then Play again should be instant.
+    clearTimeout(suspendTimer);
+    suspendTimer = setTimeout(() => {
+      if (!play && ctx.state === "running") ctx.suspend().catch(() => {});
+    }, SUSPEND_AFTER_MS);
+  }
   auralis.bufferMs = 0;
-  setState("idle");
+  auralis.latencyMs = null;
+  setState(state, note);
 }
 
-ui.play.addEventListener("click", () => (playing ? stop() : start()));
+function fail(reason) {
+  stopPlayback("error", reason);
+}
 
+// ---------------------------------------------------------------- connection
+
+function connect(p) {
+  p.retryTimer = null;
+  const c = {
+    ws: null, opened: false, welcomed: false, frames: 0, lastSeq: null,
+    underrunBase: auralis.underruns, stableTimer: null, reconnect: p.dropped,
+  };
+  p.conn = c;
+  let ws;
+  try {
+    ws = new WebSocket(streamUrl(p.station));
+  } catch (e) {
+    fail(`cannot open the stream: ${e.message}`);
+    return;
+  }
+  ws.binaryType = "arraybuffer";
+  c.ws = ws;
+  ws.onopen = () => {
+    if (p.conn !== c) return;
+    c.opened = true;
+    // A few quick probes so the clock offset (and so the latency) is known within a second.
+    ping(p);
+    setTimeout(() => ping(p), 300);
+    setTimeout(() => ping(p), 800);
+  };
+  ws.onmessage = (ev) => {
+    if (p.conn !== c || play !== p) return;
+    if (typeof ev.data === "string") onText(p, c, ev.data);
+    else onFrame(p, c, ev.data);
+  };
+  ws.onerror = () => {}; // onclose follows with the code
+  ws.onclose = (ev) => {
+    if (p.conn === c && play === p) onDrop(p, c, ev);
+  };
+}
+
+function closeReason(ev) {
+  if (ev.code === 1006 || ev.code === 1005) return "connection lost";
+  if (ev.code === 1001) return ev.reason || "server going away";
+  return `closed (${ev.code}${ev.reason ? " " + ev.reason : ""})`;
+}
+
+async function onDrop(p, c, ev) {
+  clearTimeout(c.stableTimer);
+  p.conn = null;
+  sendConfig(p); // not live: running dry now is a drain, not an underrun
+  if (ev.code === 1002 || ev.code === 1009) {
+    fail(`the server ended the stream: ${closeReason(ev)}`);
+    return;
+  }
+  if (c.welcomed) p.dropped = true;
+  if (!c.opened) {
+    // The upgrade was refused: tell an unknown station apart from a server that is down.
+    const ok = await loadStations();
+    if (play !== p || p.conn) return;
+    if (ok && !stationInfo(p.station)) {
+      fail(`unknown station "${p.station}"`);
+      return;
+    }
+  }
+  const delay = p.backoffMs;
+  p.backoffMs = Math.min(p.backoffMs * 2, BACKOFF_MAX_MS);
+  const why = c.opened ? closeReason(ev) : "cannot reach the server";
+  setState("reconnecting", `${why}; retrying in ${delay < 1000 ? `${delay} ms` : `${(delay / 1000).toFixed(1)} s`}`);
+  auralis.retryInMs = delay;
+  p.retryTimer = setTimeout(() => {
+    if (play === p && !p.conn) connect(p);
+  }, delay);
+}
+
+function send(p, msg) {
+  const ws = p.conn && p.conn.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  ws.send(JSON.stringify(msg));
+  return true;
+}
+
+function ping(p) {
+  if (play === p) send(p, { type: "ping", client_time: performance.now() });
+}
+
+function onText(p, c, text) {
+  let msg;
+  try {
+    msg = JSON.parse(text);
+  } catch {
+    return;
+  }
+  switch (msg.type) {
+    case "welcome":
+      onWelcome(p, c, msg);
+      break;
+    case "pong":
+      if (typeof msg.client_time === "number" && msg.server_time_unix_ns != null) {
+        const sent = performance.timeOrigin + msg.client_time;
+        clock.add(sent, wallNow(), Number(msg.server_time_unix_ns) / 1e6);
+        auralis.clockOffsetMs = clock.offsetMs;
+        auralis.rttMs = clock.rttMs;
+      }
+      break;
+    case "error":
+      auralis.lastServerError = `${msg.code}: ${msg.message}`;
+      if (msg.code === "unsupported_protocol") fail(`server refused the protocol: ${msg.message}`);
+      else {
+        auralis.note = `server said ${msg.code}: ${msg.message}`;
+        render();
+      }
+      break;
+    case "warning":
+      auralis.note = `server warning ${msg.code}: ${msg.message}`;
+      render();
+      break;
+  }
+}
+
+function onWelcome(p, c, msg) {
+  const f = msg.format || {};
+  if (f.codec !== CODEC_NAMES[CODEC_PCM_S16LE]) {
+    fail(`the server streams ${f.codec}, which this player does not decode`);
+    return;
+  }
+  if (!(f.channels >= 1)) {
+    fail(`the server streams ${f.channels} channels`);
+    return;
+  }
+  const first = !c.welcomed;
+  c.welcomed = true;
+  if (f.sample_rate > 0 && f.sample_rate !== p.streamRate) p.streamRate = f.sample_rate;
+  auralis.streamSampleRate = p.streamRate;
+  if (msg.chunk_ms > 0) p.policy.setChunkMs(msg.chunk_ms);
+  p.policy.resetStream();
+  if (first && c.reconnect) {
+    auralis.reconnects++;
+    p.dropped = false;
+  }
+  sendConfig(p);
+  clearTimeout(c.stableTimer);
+  c.stableTimer = setTimeout(() => {
+    if (p.conn === c && c.frames > 0) p.backoffMs = BACKOFF_MIN_MS;
+  }, STABLE_MS);
+  p.playingNote = `${msg.station || p.station} · ${p.streamRate / 1000} kHz${p.streamRate !== ctx.sampleRate ? ` → ${ctx.sampleRate / 1000} kHz` : ""}`;
+  if (p.worklet && p.worklet.playing) setState("playing", p.playingNote);
+  else setState("buffering", `${msg.station || p.station}: prebuffering ${Math.round(p.policy.targetMs)} ms`);
+}
+
+// ---------------------------------------------------------------- audio frames
+
+function onFrame(p, c, data) {
+  p.bytes += data.byteLength;
+  let h;
+  try {
+    h = decodeFrame(data);
+  } catch (e) {
+    auralis.malformed++;
+    auralis.note = `ignored a malformed audio frame (${e.message})`;
+    return;
+  }
+  const now = performance.now();
+  auralis.chunks++;
+  if (h.discontinuity) auralis.discontinuities++;
+  if (h.underrunFill) auralis.serverFills++;
+  let gap = false;
+  if (c.lastSeq !== null && h.sequence !== c.lastSeq + 1 && !h.discontinuity) {
+    auralis.gaps++;
+    gap = true;
+  }
+  c.lastSeq = h.sequence;
+  auralis.lastSequence = h.sequence;
+  // Lateness against the stream's own timeline. The first frame of a connection was released
+  // before we connected, a discontinuity moves the timeline, and frames that queued up while this
+  // page's main thread was blocked arrived on time: none of them says anything about the network.
+  const stalled = now < p.stallUntil || now - p.lastBeat > POLL_MS + STALL_MS;
+  if (stalled) p.stallUntil = Math.max(p.stallUntil, now + 50);
+  if (h.discontinuity || gap || stalled) p.policy.resetStream();
+  if (c.frames++ > 0 && !stalled) {
+    p.policy.onArrival(now, (h.position / h.sampleRate) * 1000);
+    // Late frames raised the target: tell the worklet before this audio lands, so that its
+    // prebuffer and backlog limit move with it.
+    if (p.lastConfig && p.policy.targetMs > (p.lastConfig.startFrames / p.streamRate) * 1000 + 10) sendConfig(p);
+  }
+  if (h.sampleRate !== p.streamRate && h.sampleRate > 0) {
+    p.streamRate = h.sampleRate;
+    auralis.streamSampleRate = h.sampleRate;
+    sendConfig(p);
+  }
+
+  // Where does this frame go? Continue, skip what we already have, or jump (with fades).
+  // Far behind what was played: a restarted server on another timeline, not a repeat.
+  if (p.expectedPos !== null && p.expectedPos - h.position > h.sampleRate * 2) p.expectedPos = null;
+  let trim = 0;
+  let jump = p.expectedPos === null || h.discontinuity || gap;
+  if (p.expectedPos !== null && !h.discontinuity) {
+    if (h.position + h.frames <= p.expectedPos) {
+      auralis.duplicates += h.frames; // overlap after a reconnect: already played
+      return;
+    }
+    if (h.position < p.expectedPos) trim = p.expectedPos - h.position;
+    else if (h.position > p.expectedPos) jump = true;
+  }
+  const fill = h.underrunFill;
+  const fadeOut = p.writtenTotal > 0 && (jump || (fill && !p.lastWasFill));
+  const fadeIn = !fill && (jump || p.lastWasFill);
+  const frames = h.frames - trim;
+  const fadeFrames = Math.round((FADE_MS / 1000) * p.streamRate);
+
+  let samples;
+  if (p.ring) {
+    if (!p.scratch || p.scratch.length < frames * CHANNELS) p.scratch = new Float32Array(frames * CHANNELS);
+    samples = p.scratch;
+  } else {
+    samples = new Float32Array(frames * CHANNELS);
+  }
+  if (fill) samples.fill(0, 0, frames * CHANNELS);
+  else pcmS16ToStereo(data, h.payloadOffset + trim * h.channels * 2, frames, h.channels, samples);
+  if (fadeIn) {
+    const n = Math.min(fadeFrames, frames);
+    for (let i = 0; i < n; i++) {
+      const g = i / n;
+      samples[2 * i] *= g;
+      samples[2 * i + 1] *= g;
+    }
+  }
+
+  let written = frames;
+  if (p.ring) {
+    if (fadeOut) p.ring.fadeTail(fadeFrames, SAB_GUARD_FRAMES);
+    if (p.ring.space() < frames) {
+      // The worklet is not consuming (output suspended): drop this frame rather than block.
+      auralis.overflowFrames += frames;
+      p.expectedPos = null;
+      return;
+    }
+    written = p.ring.write(samples, frames);
+  } else {
+    const m = { type: "chunk", samples, fadeTail: fadeOut };
+    if (p.node) p.node.port.postMessage(m, [samples.buffer]);
+    else p.queued.push(m);
+  }
+  p.segments.push({
+    from: p.writtenTotal, to: p.writtenTotal + written, zero: p.writtenTotal - trim,
+    renderedMs: h.renderedUnixMs, sentMs: h.sentUnixMs,
+  });
+  if (p.segments.length > 64) p.segments.shift();
+  p.writtenTotal += written;
+  p.expectedPos = h.position + h.frames;
+  p.lastWasFill = fill;
+}
+
+// ---------------------------------------------------------------- worklet reports
+
+function poll(p) {
+  if (play !== p) return;
+  // A late timer means the main thread was blocked: frames delivered in the same burst are
+  // marked so they do not count as network jitter.
+  const now = performance.now();
+  if (now - p.lastBeat > POLL_MS + STALL_MS) p.stallUntil = now + 50;
+  p.lastBeat = now;
+  if (p.node) p.node.port.postMessage({ type: "poll", id: ++p.pollId });
+}
+
+function onReport(p, m) {
+  const now = performance.now();
+  const dt = p.lastReportAt === null ? POLL_MS : now - p.lastReportAt;
+  p.lastReportAt = now;
+  p.worklet = m;
+
+  if (m.underruns > p.workletUnderruns) {
+    for (let i = p.workletUnderruns; i < m.underruns; i++) p.policy.onUnderrun(now);
+    p.rateCtl.resync();
+  }
+  p.workletUnderruns = m.underruns;
+  auralis.underruns = m.underruns;
+  if (m.skips > auralis.skips) p.rateCtl.resync();
+  auralis.skips = m.skips;
+  auralis.renderedFrames = m.renderedFrames;
+  auralis.nonSilentFrames = m.nonSilentFrames;
+  if (m.overflowFrames > 0) auralis.overflowFrames = m.overflowFrames;
+  if (auralis.firstSoundMs === null && m.firstSoundFrame >= 0) {
+    const agoMs = ((m.frame - m.firstSoundFrame) / ctx.sampleRate) * 1000;
+    auralis.firstSoundMs = Math.max(0, Math.round(now - agoMs - p.clickedAt));
+  }
+
+  const depthMs = (m.depth / p.streamRate) * 1000;
+  auralis.bufferMs = depthMs;
+  const target = p.policy.update(now);
+  auralis.targetMs = target;
+  auralis.jitterMs = p.policy.jitterMs;
+  if (m.playing) p.rateCtl.update(depthMs, target, dt);
+  else p.rateCtl.resync();
+  auralis.driftPpm = p.rateCtl.driftPpm;
+  auralis.playbackRate = m.rate;
+  sendConfig(p);
+
+  // End-to-end latency: when the frame at the read index reaches the speaker (our clock plus the
+  // server offset) minus when its chunk was rendered, referred to the chunk's first frame.
+  if (m.playing && clock.known) {
+    const seg = findSegment(p, m.readTotal);
+    if (seg) {
+      const outMs = ((ctx.outputLatency || 0) + (ctx.baseLatency || 0)) * 1000;
+      const intoChunkMs = ((m.readTotal - seg.zero) / p.streamRate) * 1000;
+      const playoutServerMs = clock.toServer(wallNow() + outMs) - intoChunkMs;
+      auralis.latencyMs = playoutServerMs - seg.renderedMs;
+      p.hearDelayMs = playoutServerMs - seg.sentMs;
+    }
+  }
+
+  if (p.conn && p.conn.welcomed) {
+    if (m.playing && auralis.state !== "playing") setState("playing", p.playingNote);
+    else if (!m.playing && auralis.state === "playing") {
+      setState("buffering", `underrun: rebuffering to ${Math.round(target)} ms`);
+    }
+  }
+  render();
+}
+
+function findSegment(p, readTotal) {
+  const s = p.segments;
+  for (let i = s.length - 1; i >= 0; i--) {
+    if (s[i].from <= readTotal && readTotal < s[i].to) return s[i];
+    if (s[i].to <= readTotal) return null; // everything written has been played
+  }
+  return null;
+}
+
+function reportStats(p) {
+  if (play !== p) return;
+  const now = performance.now();
+  // Bit rate over the last few seconds (a burst after a stall should not read as a spike).
+  p.rateWindow.push({ bytes: p.bytes, ms: now - p.bytesSince });
+  if (p.rateWindow.length > 4) p.rateWindow.shift();
+  const sum = p.rateWindow.reduce((a, w) => ({ bytes: a.bytes + w.bytes, ms: a.ms + w.ms }), { bytes: 0, ms: 0 });
+  auralis.kbps = sum.ms > 0 ? (sum.bytes * 8) / sum.ms : null; // bits per ms = kbit/s
+  p.bytes = 0;
+  p.bytesSince = now;
+  const c = p.conn;
+  if (!c || !c.welcomed) return;
+  const msg = statsMessage({
+    bufferMs: auralis.bufferMs,
+    underruns: auralis.underruns - c.underrunBase,
+    latencyMs: auralis.latencyMs,
+  });
+  if (msg && send(p, msg)) auralis.statsSent++;
+}
+
+// ---------------------------------------------------------------- station switching
+
+function switchStation(name) {
+  const p = play;
+  auralis.station = name;
+  if (!p) return;
+  clearTimeout(p.retryTimer);
+  if (p.conn) {
+    clearTimeout(p.conn.stableTimer);
+    const ws = p.conn.ws;
+    p.conn = null;
+    ws.close(1000, "switch station");
+  }
+  // Fade out and drop whatever the old station left in the buffer; the new one fades in.
+  if (p.node) {
+    p.node.port.postMessage({ type: "flush", until: p.writtenTotal });
+  } else {
+    // No consumer yet: simply start over.
+    p.queued = [];
+    if (p.ring) p.ring.reset();
+    p.writtenTotal = 0;
+    p.segments = [];
+  }
+  p.station = name;
+  p.expectedPos = null;
+  p.lastWasFill = false;
+  p.dropped = false;
+  p.backoffMs = BACKOFF_MIN_MS;
+  p.policy.resetStream();
+  setState("connecting", `connecting to ${name}…`);
+  connect(p);
+}
+
+// ---------------------------------------------------------------- wiring
+
+ui.play.addEventListener("click", () => {
+  if (play && ctx && ctx.state === "suspended") {
+    ctx.resume().catch(() => {}); // output was held back by the browser: this click releases it
+    return;
+  }
+  if (play) stopPlayback();
+  else startPlayback();
+});
+
+let savedVolume = null;
+try {
+  savedVolume = localStorage.getItem("auralis.volume");
+} catch {
+  // storage disabled
+}
+if (savedVolume !== null && Number.isFinite(Number(savedVolume))) ui.volume.value = savedVolume;
+const showVolume = () => (ui.volumeOut.textContent = `${Math.round(Number(ui.volume.value) * 100)}%`);
+showVolume();
 ui.volume.addEventListener("input", () => {
-  // A short time constant avoids zipper noise while dragging.
-  if (master) master.gain.setTargetAtTime(Number(ui.volume.value), ctx.currentTime, 0.02);
+  showVolume();
+  if (master && play) master.gain.setTargetAtTime(Number(ui.volume.value), ctx.currentTime, 0.02);
+  try {
+    localStorage.setItem("auralis.volume", ui.volume.value);
+  } catch {
+    // storage disabled
+  }
 });
 
 ui.station.addEventListener("change", () => {
-  if (!playing) return;
-  // Switch without recreating the AudioContext: drop the socket and let the new stream fade in.
-  clearTimeout(reconnectTimer);
-  if (ws) { const sock = ws; ws = null; sock.close(1000, "switch station"); }
-  backoffMs = BACKOFF_MIN_MS;
-  setState("connecting");
-  connect();
+  const info = stationInfo(ui.station.value);
+  if (info) panel.select(info);
+  if (play) switchStation(ui.station.value);
 });
 
-loadStations();
-setInterval(loadStations, 10000); // keeps listener counts fresh
+window.addEventListener("pagehide", () => {
+  if (play && play.conn) play.conn.ws.close(1000, "page closed");
+});
+
 render();
+loadStations().then((ok) => {
+  setInterval(loadStations, STATIONS_MS);
+  if (!ok) return;
+  const wanted = params.get("station");
+  if (wanted && !stationInfo(wanted)) {
+    setState("error", `unknown station "${wanted}"`);
+    return;
+  }
+  if (params.get("autoplay") === "1" && ui.station.value) startPlayback({ auto: true });
+});

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Fault injection for the browser client: serves web/ from the stand-in server in
+# tests/web/mock-server.mjs (which can stall, drop, gap and flag the stream on demand) and drives
+# headless Chromium through tests/web/browser-check.mjs: playback, stats, a 700 ms stall, flags,
+# reconnects, the control panel and station switching, all asserted from window.auralis.
+# The real server is covered by tests/browser.rs; this covers what is hard to provoke there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port=${BROWSER_CHECK_PORT:-18461}
+node tests/web/mock-server.mjs --port "$port" --isolated >/dev/null 2>&1 &
+mock=$!
+trap 'kill "$mock" 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do
+  curl -fsS "http://127.0.0.1:${port}/" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+node tests/web/browser-check.mjs --url "http://127.0.0.1:${port}/" --mock

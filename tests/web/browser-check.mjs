@@ -1,0 +1,190 @@
+// Opens the player in headless Chromium and checks it end to end through `window.auralis`.
+//
+//   node tests/web/browser-check.mjs [--url http://127.0.0.1:8080/] [--seconds 8] [--mock]
+//        [--query "autoplay=1"] [--screenshot page.png --width 390] [--scenario NAME]
+//        [--browser chromium|firefox]
+//
+// Chromium is driven over the DevTools pipe (cdp.mjs), Firefox over Marionette (marionette.mjs).
+// Scenarios:
+//   play (default)  autoplay, steady playback, stats, latency, Stop. With --mock (a server started
+//                   from tests/web/mock-server.mjs) also the fault injection, reconnect, control
+//                   panel and station switch.
+//   token           control against a server started with --token SECRET (refusal, then success).
+//   remote          control against a mock started with --remote (403 explained).
+//   blocked         autoplay without the browser's autoplay permission: a clear note, no hang.
+// Not part of `node --test`: it needs a browser and a running server.
+
+import { launch as launchChromium } from "./cdp.mjs";
+import { launch as launchFirefox } from "./marionette.mjs";
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return dflt;
+  const v = args[i + 1];
+  return v === undefined || v.startsWith("--") ? true : v;
+};
+const BASE = String(opt("url", "http://127.0.0.1:8080/"));
+const MOCK = Boolean(opt("mock", false));
+const SECONDS = Number(opt("seconds", 8));
+const QUERY = String(opt("query", "autoplay=1"));
+const SCREENSHOT = opt("screenshot", null);
+const WIDTH = Number(opt("width", 390));
+const SCENARIO = String(opt("scenario", "play"));
+const TOKEN = String(opt("token", "s3cret"));
+const BROWSER = String(opt("browser", "chromium"));
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const mock = (what) => fetch(new URL(`/debug/${what}`, BASE)).then((r) => r.json());
+const failures = [];
+function check(ok, what) {
+  console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
+  if (!ok) failures.push(what);
+}
+
+/** Changes a control through the panel and returns the panel's status line once it settles. */
+function controlViaPanel(page, id, value) {
+  return page.evaluate(`(async () => {
+    const s = document.getElementById(${JSON.stringify(id)});
+    s.value = ${JSON.stringify(value)};
+    s.dispatchEvent(new Event("change"));
+    for (let i = 0; i < 40; i++) {
+      await new Promise(r => setTimeout(r, 50));
+      const t = document.getElementById("c-status").textContent;
+      if (t && !t.startsWith("sending")) return t;
+    }
+    return document.getElementById("c-status").textContent;
+  })()`);
+}
+
+async function play(page) {
+  let a = await page.waitFor((s) => s.state === "playing" && s.nonSilentFrames > 0, 5000, "playing");
+  check(a.state === "playing", `reaches playing (state ${a.state}: ${a.note})`);
+  check(a.firstSoundMs !== null && a.firstSoundMs <= 300, `first sound within 300 ms (${a.firstSoundMs} ms)`);
+  console.log(`  sharedMemory=${a.sharedMemory} sampleRate=${a.sampleRate} crossOriginIsolated=${await page.evaluate("crossOriginIsolated")}`);
+
+  await sleep(SECONDS * 1000);
+  a = await page.state();
+  console.log("  " + JSON.stringify(a));
+  check(a.state === "playing", "still playing");
+  check(a.chunks >= SECONDS * 10 - 2, `receives chunks (${a.chunks})`);
+  check(a.nonSilentFrames > a.sampleRate * (SECONDS - 1), `outputs sound (${a.nonSilentFrames} non-silent frames)`);
+  check(a.renderedFrames >= a.nonSilentFrames, "rendered >= non-silent");
+  check(a.underruns === 0, `no underruns (${a.underruns})`);
+  check(a.gaps === 0, `no sequence gaps (${a.gaps})`);
+  check(a.statsSent >= SECONDS - 1, `sends stats every second (${a.statsSent})`);
+  check(Number.isFinite(a.latencyMs) && a.latencyMs > 0 && a.latencyMs < 2000, `end-to-end latency known (${a.latencyMs} ms)`);
+  check(a.bufferMs > 20 && a.bufferMs < 600, `buffer depth sane (${a.bufferMs} ms, target ${a.targetMs} ms)`);
+  check(Math.abs(a.driftPpm) < 5000, `drift estimate bounded (${a.driftPpm} ppm)`);
+  const r1 = await page.evaluate("(async () => { const a = window.auralis.renderedFrames; await new Promise(r => setTimeout(r, 600)); return window.auralis.renderedFrames - a; })()");
+  check(r1 > 0, `worklet counters update several times a second (+${r1} frames in 600 ms)`);
+
+  // A main-thread stall (a busy tab): the worklet runs dry, then a burst arrives. Playback must
+  // come back at the live edge instead of keeping the backlog as extra latency.
+  const before = a.latencyMs;
+  await page.evaluate("(() => { const t = performance.now(); while (performance.now() - t < 1500) {} })()");
+  a = await page.waitFor((s) => s.state === "playing" && s.bufferMs < s.targetMs + 150, 5000, "recovered from the stall");
+  await sleep(1000);
+  a = await page.state();
+  console.log(`  after a 1.5 s main-thread stall: underruns=${a.underruns} skips=${a.skips} buffer=${a.bufferMs.toFixed(0)} target=${a.targetMs.toFixed(0)} latency ${before.toFixed(0)} -> ${a.latencyMs.toFixed(0)}`);
+  check(a.state === "playing" && a.latencyMs < before + 400, "back at the live edge after a tab stall");
+
+  if (SCREENSHOT) {
+    await page.screenshot(String(SCREENSHOT), WIDTH);
+    console.log(`  screenshot: ${SCREENSHOT}`);
+  }
+
+  if (MOCK) {
+    const d = await mock("stats");
+    check(d.stats >= SECONDS - 1 && d.invalidStats === 0, `server saw ${d.stats} stats reports, ${d.invalidStats} invalid`);
+
+    const underrunsBefore = (await page.state()).underruns;
+    await mock("fill?n=2");
+    await mock("disc");
+    await mock("gap");
+    await sleep(1500);
+    a = await page.state();
+    check(a.serverFills >= 2 && a.discontinuities >= 1 && a.gaps >= 1, `flags counted (fills ${a.serverFills}, disc ${a.discontinuities}, gaps ${a.gaps})`);
+    check(a.underruns === underrunsBefore, `flags cause no underrun (${a.underruns - underrunsBefore})`);
+
+    await mock("stall?ms=700");
+    await sleep(2500);
+    a = await page.state();
+    console.log(`  after a 700 ms stall: underruns=${a.underruns} target=${a.targetMs.toFixed(0)} jitter=${a.jitterMs.toFixed(1)} skips=${a.skips}`);
+    check(a.targetMs > 150, `target grew after the stall (${a.targetMs.toFixed(0)} ms)`);
+    check(a.state === "playing", `plays on after the stall (${a.state})`);
+
+    await mock("drop");
+    a = await page.waitFor((s) => s.state === "reconnecting", 2000, "reconnecting");
+    check(a.state === "reconnecting" && /retrying in/.test(a.note), `shows reconnecting (${a.note})`);
+    a = await page.waitFor((s) => s.reconnects >= 1 && s.state === "playing", 5000, "reconnected");
+    check(a.reconnects === 1 && a.state === "playing", `reconnects (${a.reconnects}, ${a.state})`);
+
+    const text = await controlViaPanel(page, "c-bpm", "96");
+    check(/^bpm 96: lands at bar \d+ in \d+\.\d s/.test(text), `control ack shown (${text})`);
+
+    await page.evaluate(`(() => { const s = document.getElementById("station"); s.value = "night"; s.dispatchEvent(new Event("change")); })()`);
+    a = await page.waitFor((s) => s.station === "night" && s.state === "playing", 3000, "switched");
+    check(a.station === "night" && a.state === "playing", `station switch (${a.station}, ${a.state})`);
+    check(a.reconnects === 1, "a switch is not a reconnect");
+    const c = await page.evaluate(`document.getElementById("c-station").textContent`);
+    check(c === "night", `control panel follows the station (${c})`);
+  }
+
+  await page.evaluate(`document.getElementById("play").click()`);
+  a = await page.waitFor((s) => s.state === "idle", 2000, "idle");
+  check(a.state === "idle", "Stop returns to idle");
+}
+
+async function token(page) {
+  await page.waitFor((s) => s.state === "idle" || s.state === "playing", 3000, "loaded");
+  await sleep(300);
+  const hint = await page.evaluate(`document.getElementById("c-token-hint").textContent`);
+  check(/required/.test(hint), `token hint (${hint})`);
+  await page.evaluate(`sessionStorage.removeItem("auralis.controlToken"); document.getElementById("c-token").value = ""`);
+  let text = await controlViaPanel(page, "c-intensity", "0.7");
+  check(/needs a token/.test(text), `refusal without a token (${text})`);
+  await page.evaluate(`(() => { const t = document.getElementById("c-token"); t.value = "wrong"; t.dispatchEvent(new Event("input")); })()`);
+  text = await controlViaPanel(page, "c-intensity", "0.7");
+  check(/token rejected/.test(text), `refusal with a wrong token (${text})`);
+  await page.evaluate(`(() => { const t = document.getElementById("c-token"); t.value = ${JSON.stringify(TOKEN)}; t.dispatchEvent(new Event("input")); })()`);
+  text = await controlViaPanel(page, "c-intensity", "0.7");
+  check(/^intensity 0\.7: lands at bar/.test(text), `accepted with the token (${text})`);
+  const stored = await page.evaluate(`sessionStorage.getItem("auralis.controlToken")`);
+  check(stored === TOKEN, "token kept in sessionStorage");
+  const shown = await page.evaluate(`document.getElementById("c-intensity").value`);
+  check(shown === "0.7", `panel shows the acknowledged value (${shown})`);
+}
+
+async function remote(page) {
+  await page.waitFor((s) => s.state === "idle" || s.state === "playing", 3000, "loaded");
+  await sleep(300);
+  const text = await controlViaPanel(page, "c-bpm", "100");
+  check(/only from the server's machine unless a token is set/.test(text), `403 explained (${text})`);
+  const bpm = await page.evaluate(`document.getElementById("c-bpm").value`);
+  check(bpm !== "100", `panel reverts to the station's value (${bpm})`);
+}
+
+async function blocked(page) {
+  const a = await page.waitFor((s) => s.state === "idle" && /autoplay/.test(s.note), 4000, "autoplay note");
+  check(a.state === "idle" && /autoplay/.test(a.note), `blocked autoplay is explained (${a.state}: ${a.note})`);
+}
+
+const launch = BROWSER === "firefox" ? launchFirefox : launchChromium;
+const page = await launch({ autoplay: SCENARIO !== "blocked" });
+try {
+  const url = new URL(BASE);
+  url.search = SCENARIO === "play" || SCENARIO === "blocked" ? QUERY : "";
+  await page.navigate(url.href);
+  await { play, token, remote, blocked }[SCENARIO](page);
+  const errors = page.errors();
+  for (const e of errors) console.log("  page error: " + JSON.stringify(e.params).slice(0, 300));
+  check(errors.length === 0, "no page errors");
+} catch (e) {
+  failures.push(String(e));
+  console.log("FAIL " + (e.stack || e));
+} finally {
+  await page.close();
+}
+console.log(failures.length ? `${failures.length} failed` : "all checks passed");
+process.exit(failures.length ? 1 : 0);

@@ -1,0 +1,318 @@
+// A stand-in Auralis server for exercising the web client without building the real one.
+// It serves web/ and speaks the same wire protocol (docs/protocol.md): /api/stations, the control
+// endpoints, and /ws/NAME streaming a test chord in 100 ms s16le chunks. Fault injection under
+// /debug/* (drop, stall, fill, gap, disc) and a record of the stats reports the client sent.
+//
+//   node tests/web/mock-server.mjs [--port 18080] [--isolated] [--token SECRET] [--remote]
+//
+// --isolated sends COOP/COEP so the page gets SharedArrayBuffer; --remote makes control act as
+// if requests came from another machine (403 without a token). Not part of `node --test`.
+
+import http from "node:http";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { encodeFrame, isValidStats, FLAG_UNDERRUN_FILL, FLAG_DISCONTINUITY } from "../../web/protocol.js";
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return dflt;
+  const v = args[i + 1];
+  return v === undefined || v.startsWith("--") ? true : v;
+};
+const PORT = Number(opt("port", 18080));
+const ISOLATED = Boolean(opt("isolated", false));
+const TOKEN = opt("token", null);
+const REMOTE = Boolean(opt("remote", false));
+const WEB = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "web");
+
+const RATE = 48000;
+const CHUNK_MS = 100;
+const FRAMES = (RATE * CHUNK_MS) / 1000;
+const PRESETS = ["ambient", "focus", "pulse", "night"];
+const baseParams = () => ({
+  key: "D", mode: "dorian", bpm: 84, intensity: 0.4,
+  layers: { pads: true, melody: true, kicks: true, hats: true, swells: true },
+  melody_complexity: 0.45, chord_variety: 0.35, harmonic_density: 0.5, master_gain: 0.9,
+});
+const stations = new Map(
+  ["default", "night"].map((name, i) => [name, { name, seed: i + 1, params: baseParams(), log: [], listeners: new Set(), root: [146.83, 110][i] }]),
+);
+
+const debug = { stats: 0, invalidStats: 0, lastStats: null, pings: 0, connections: 0, controls: 0 };
+const faults = { stallUntil: 0, fill: 0, gap: 0, disc: 0 };
+
+// ---- audio
+
+function renderChunk(st, seq) {
+  const out = new Float32Array(FRAMES * 2);
+  const start = seq * FRAMES;
+  const ratios = [1, 1.25, 1.5, 2];
+  for (let i = 0; i < FRAMES; i++) {
+    const t = (start + i) / RATE;
+    let v = 0;
+    for (const r of ratios) v += Math.sin(2 * Math.PI * st.root * r * (t % 1000));
+    v *= 0.12 * st.params.master_gain * (0.75 + 0.25 * Math.sin(2 * Math.PI * 0.5 * (t % 1000)));
+    out[2 * i] = v;
+    out[2 * i + 1] = v * 0.9;
+  }
+  return out;
+}
+
+const nowNs = () => BigInt(Date.now()) * 1000000n;
+
+function frameFor(st, seq, flags = 0) {
+  const fill = (flags & FLAG_UNDERRUN_FILL) !== 0;
+  const samples = fill ? new Float32Array(FRAMES * 2) : renderChunk(st, seq);
+  const sent = nowNs();
+  return Buffer.from(
+    encodeFrame(
+      { channels: 2, sampleRate: RATE, frames: FRAMES, flags, sequence: seq, position: seq * FRAMES, renderedUnixNs: fill ? sent : sent - 300000000n, sentUnixNs: sent },
+      samples,
+    ),
+  );
+}
+
+// ---- minimal WebSocket (RFC 6455), server side
+
+function wsSend(sock, opcode, payload) {
+  const len = payload.length;
+  let head;
+  if (len < 126) head = Buffer.from([0x80 | opcode, len]);
+  else if (len < 65536) {
+    head = Buffer.alloc(4);
+    head[0] = 0x80 | opcode;
+    head[1] = 126;
+    head.writeUInt16BE(len, 2);
+  } else {
+    head = Buffer.alloc(10);
+    head[0] = 0x80 | opcode;
+    head[1] = 127;
+    head.writeBigUInt64BE(BigInt(len), 2);
+  }
+  if (!sock.destroyed) sock.write(Buffer.concat([head, payload]));
+}
+
+function wsParser(onMessage) {
+  let buf = Buffer.alloc(0);
+  return (data) => {
+    buf = Buffer.concat([buf, data]);
+    for (;;) {
+      if (buf.length < 2) return;
+      const opcode = buf[0] & 0x0f;
+      let len = buf[1] & 0x7f;
+      let off = 2;
+      if (len === 126) {
+        if (buf.length < 4) return;
+        len = buf.readUInt16BE(2);
+        off = 4;
+      } else if (len === 127) {
+        if (buf.length < 10) return;
+        len = Number(buf.readBigUInt64BE(2));
+        off = 10;
+      }
+      const masked = (buf[1] & 0x80) !== 0;
+      const need = off + (masked ? 4 : 0) + len;
+      if (buf.length < need) return;
+      let payload = buf.subarray(off + (masked ? 4 : 0), need);
+      if (masked) {
+        const mask = buf.subarray(off, off + 4);
+        payload = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]));
+      }
+      buf = buf.subarray(need);
+      onMessage(opcode, payload);
+    }
+  };
+}
+
+function upgrade(req, sock) {
+  const url = new URL(req.url, "http://x");
+  const name = url.pathname.startsWith("/ws/") ? decodeURIComponent(url.pathname.slice(4)) : url.searchParams.get("station") || "default";
+  const st = stations.get(name);
+  if (!st) {
+    const body = JSON.stringify({ error: { code: "unknown_station", message: `unknown station ${JSON.stringify(name)}` } });
+    sock.end(`HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+    return;
+  }
+  const accept = crypto.createHash("sha1").update(req.headers["sec-websocket-key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
+  sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+  sock.setNoDelay(true);
+  debug.connections++;
+  const listener = { sock, next: null, offset: 0 }; // offset: chunks skipped by injected gaps
+  st.listeners.add(listener);
+  const text = (obj) => wsSend(sock, 1, Buffer.from(JSON.stringify(obj)));
+  text({
+    type: "welcome", protocol: 1, session: debug.connections, station: name, stations: [...stations.keys()],
+    format: { codec: "pcm_s16le", sample_rate: RATE, channels: 2, frames_per_chunk: FRAMES }, chunk_ms: CHUNK_MS,
+    server_time_unix_ns: Number(nowNs()),
+  });
+  const newest = Math.floor(Date.now() / CHUNK_MS) - 1;
+  wsSend(sock, 2, frameFor(st, newest));
+  listener.next = newest + 1;
+  sock.on("data", wsParser((opcode, payload) => {
+    if (opcode === 8) {
+      wsSend(sock, 8, payload.subarray(0, 2));
+      sock.end();
+    } else if (opcode === 9) {
+      wsSend(sock, 10, payload);
+    } else if (opcode === 1) {
+      let msg;
+      try {
+        msg = JSON.parse(payload.toString());
+      } catch {
+        text({ type: "error", code: "malformed_json", message: "not valid JSON" });
+        return;
+      }
+      if (msg.type === "ping") {
+        debug.pings++;
+        text({ type: "pong", client_time: msg.client_time ?? null, server_time_unix_ns: Number(nowNs()) });
+      } else if (msg.type === "stats") {
+        debug.stats++;
+        debug.lastStats = msg;
+        if (!isValidStats(msg)) {
+          debug.invalidStats++;
+          text({ type: "error", code: "invalid_message", message: "invalid stats message" });
+        }
+      } else {
+        text({ type: "error", code: "unknown_type", message: `unknown message type ${JSON.stringify(msg.type)}` });
+      }
+    }
+  }));
+  const gone = () => st.listeners.delete(listener);
+  sock.on("close", gone);
+  sock.on("error", gone);
+}
+
+// The pacer: every listener gets each chunk once the wall clock reaches it.
+setInterval(() => {
+  const now = Date.now();
+  if (now < faults.stallUntil) return;
+  const due = Math.floor(now / CHUNK_MS) - 1;
+  for (const st of stations.values()) {
+    for (const l of st.listeners) {
+      while (l.next <= due) {
+        let flags = 0;
+        if (faults.gap > 0) {
+          faults.gap--;
+          l.offset += 1; // a lost chunk
+        } else if (faults.disc > 0) {
+          faults.disc--;
+          l.offset += 5; // skipped ahead, flagged
+          flags |= FLAG_DISCONTINUITY;
+        }
+        if (faults.fill > 0) {
+          faults.fill--;
+          flags |= FLAG_UNDERRUN_FILL;
+        }
+        wsSend(l.sock, 2, frameFor(st, l.next + l.offset, flags));
+        l.next++;
+      }
+    }
+  }
+}, 5);
+
+// ---- HTTP
+
+const TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8" };
+
+function json(res, status, body, headers = {}) {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(JSON.stringify(body));
+}
+
+function applyControl(st, body) {
+  const p = structuredClone(st.params);
+  const fields = Object.keys(body).filter((k) => k !== "type" && k !== "id" && k !== "token");
+  if (fields.length === 0) return { error: { code: "invalid_control", message: "invalid control: params: no parameter to change", field: "params" } };
+  for (const k of fields) {
+    const v = body[k];
+    const range = { bpm: [40, 200], intensity: [0, 1], melody_complexity: [0, 1], chord_variety: [0, 1], harmonic_density: [0, 1], master_gain: [0, 1] }[k];
+    if (range) {
+      if (typeof v !== "number" || v < range[0] || v > range[1]) return { error: { code: "invalid_control", message: `invalid control: ${k}: must be between ${range[0]} and ${range[1]} (got ${v})`, field: k } };
+      p[k] = v;
+    } else if (k === "key") p.key = String(v).toUpperCase();
+    else if (k === "mode") p.mode = String(v).toLowerCase();
+    else if (k === "preset") {
+      if (!PRESETS.includes(v)) return { error: { code: "invalid_control", message: `invalid control: preset: unknown preset ${v}`, field: "preset" } };
+      Object.assign(p, { bpm: { ambient: 64, focus: 84, pulse: 120, night: 70 }[v] });
+    } else if (k === "layers") {
+      for (const [name, on] of Object.entries(v)) {
+        if (!(name in p.layers) || typeof on !== "boolean") return { error: { code: "invalid_control", message: `invalid control: layers.${name}: unknown layer`, field: `layers.${name}` } };
+        p.layers[name] = on;
+      }
+    } else return { error: { code: "invalid_control", message: `invalid control: ${k}: unknown parameter`, field: k } };
+  }
+  st.params = p;
+  const bar = Math.ceil((Date.now() + 300) / 2857);
+  const position = Math.round(bar * 2.857 * RATE);
+  return { ack: { station: st.name, position, bar, effective_unix_ms: Math.floor((position * 1000) / RATE), params: p } };
+}
+
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://x");
+  const p = url.pathname;
+  if (p === "/api/stations") {
+    return json(res, 200, {
+      stations: [...stations.values()].map((s) => ({
+        name: s.name, seed: s.seed, preset: null, stream: `/ws/${s.name}`, control: `/api/stations/${s.name}/control`,
+        live: true, listeners: s.listeners.size, params: s.params,
+      })),
+      control_token_required: Boolean(TOKEN),
+      presets: PRESETS,
+    });
+  }
+  const m = /^\/api\/stations\/([^/]+)\/control$/.exec(p);
+  if (m) {
+    const st = stations.get(decodeURIComponent(m[1]));
+    if (!st) return json(res, 404, { error: { code: "unknown_station", message: "unknown station" } });
+    if (req.method === "GET") {
+      return json(res, 200, { station: st.name, seed: st.seed, preset: null, params: st.params, effective_position: 0, sample_rate: RATE, log: [] });
+    }
+    let raw = "";
+    req.on("data", (d) => (raw += d));
+    req.on("end", () => {
+      debug.controls++;
+      let body;
+      try {
+        body = JSON.parse(raw);
+      } catch (e) {
+        return json(res, 400, { error: { code: "malformed_json", message: `request body is not a JSON object: ${e.message}` } });
+      }
+      const auth = (req.headers.authorization || "").replace(/^Bearer /, "");
+      if (TOKEN && auth !== TOKEN) {
+        return json(res, 401, { error: { code: "unauthorized", message: auth ? "the control token is not valid" : "this server requires a control token" } }, { "www-authenticate": "Bearer" });
+      }
+      if (!TOKEN && REMOTE) {
+        return json(res, 403, { error: { code: "unauthorized", message: "control is only accepted from this machine unless the server sets --control-token" } });
+      }
+      const r = applyControl(st, body);
+      if (r.error) return json(res, 400, r);
+      json(res, 200, r.ack);
+    });
+    return;
+  }
+  if (p.startsWith("/debug/")) {
+    const what = p.slice(7);
+    if (what === "stats") return json(res, 200, debug);
+    if (what === "drop") {
+      for (const st of stations.values()) for (const l of st.listeners) l.sock.destroy();
+    } else if (what === "stall") faults.stallUntil = Date.now() + Number(url.searchParams.get("ms") || 800);
+    else if (what in faults) faults[what] += Number(url.searchParams.get("n") || 1);
+    return json(res, 200, { ok: true });
+  }
+  const file = p === "/" ? "index.html" : p.slice(1);
+  if (!/^[a-z0-9_-]+\.(html|js|css)$/.test(file) || !fs.existsSync(path.join(WEB, file))) {
+    return json(res, 404, { error: { code: "not_found", message: "not found" } });
+  }
+  const headers = { "content-type": TYPES[path.extname(file)], "cache-control": "no-cache" };
+  if (ISOLATED) {
+    headers["cross-origin-opener-policy"] = "same-origin";
+    headers["cross-origin-embedder-policy"] = "require-corp";
+  }
+  res.writeHead(200, headers);
+  res.end(fs.readFileSync(path.join(WEB, file)));
+});
+server.on("upgrade", upgrade);
+server.listen(PORT, "127.0.0.1", () => console.log(`mock server on http://127.0.0.1:${PORT}/ (isolated=${ISOLATED}, token=${TOKEN ? "set" : "none"})`));

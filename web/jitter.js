@@ -1,0 +1,210 @@
+// Adaptive jitter buffer policy: how much audio to keep buffered, and how fast to play to keep it
+// there. Pure logic with explicit time arguments (ms), so it runs the same in the player and in
+// Node tests.
+//
+// JitterPolicy picks the target buffer depth from the measured arrival jitter and the underruns:
+// it grows at once when the network gets rougher and shrinks slowly once things have been calm.
+// RateController steers the measured depth toward the target with a tiny playback-rate change
+// (a PI controller whose integral settles on the clock drift between server and sound card),
+// bounded and slewed so the pitch never jumps.
+
+export const POLICY_DEFAULTS = {
+  chunkMs: 100, // the stream's chunk period: audio arrives in steps of this size
+  initialTargetMs: 150, // first prebuffer: two 100 ms chunks, first sound well under 300 ms
+  minTargetMs: 80,
+  maxTargetMs: 1000,
+  safetyMs: 60, // headroom kept above the arrival sawtooth even on a perfect network
+  jitterFactor: 3, // headroom per ms of RFC 3550 inter-arrival jitter
+  lateQuantile: 0.95, // headroom for all but the latest 5 % of frames ...
+  lateWindowMs: 20000, // ... over this window (a single stall is an underrun, not a new normal)
+  lateFactor: 1.2,
+  underrunStepMs: 40, // each underrun adds this much at once
+  calmMs: 10000, // no growth for this long before shrinking starts
+  shrinkMsPerS: 2, // shrink speed: 2 ms/s ...
+  shrinkPerS: 0.01, // ... plus 1 % of the excess per second (a big target comes down in minutes)
+  transitWindowMs: 30000, // window for the transit-time floor
+};
+
+/**
+ * Arrival statistics and the buffer target. Call onArrival for every audio frame, onUnderrun for
+ * each playback underrun while the stream is live, and update periodically to move the target.
+ */
+export class JitterPolicy {
+  constructor(options = {}) {
+    this.o = { ...POLICY_DEFAULTS, ...options };
+    this.targetMs = this.clamp(this.o.initialTargetMs);
+    this.jitterMs = 0; // RFC 3550 interarrival jitter estimate
+    this.lateMs = 0; // lateness quantile: how far behind its best arrival a frame tends to be
+    this.underruns = 0;
+    this.lastGrowthMs = null;
+    this.lastUpdateMs = null;
+    this.prevTransit = null;
+    this.floor = []; // [{t, transit}] ascending transit: monotonic deque for the windowed minimum
+    this.late = []; // [{t, late}] in arrival order, for the lateness quantile
+    this.sorted = []; // scratch for the quantile
+  }
+
+  clamp(ms) {
+    return Math.min(this.o.maxTargetMs, Math.max(this.o.minTargetMs, ms));
+  }
+
+  setChunkMs(chunkMs) {
+    if (chunkMs > 0 && Number.isFinite(chunkMs)) this.o.chunkMs = chunkMs;
+  }
+
+  /** Forgets the previous arrivals (a new connection, or a jump in the stream's timeline). */
+  resetStream() {
+    this.prevTransit = null;
+    this.floor = [];
+  }
+
+  /**
+   * A frame arrived at client time `arrivalMs` (monotonic ms). `mediaMs` is where it lies on the
+   * stream's timeline (position / sample rate, in ms). Their difference is how late the frame is
+   * plus an unknown constant, which cancels in every quantity used here. Lateness from the network
+   * and from a stalled server look the same: the buffer has to ride out both.
+   */
+  onArrival(arrivalMs, mediaMs) {
+    const transit = arrivalMs - mediaMs;
+    if (!Number.isFinite(transit)) return;
+    if (this.prevTransit !== null) {
+      const d = Math.abs(transit - this.prevTransit);
+      this.jitterMs += (d - this.jitterMs) / 16;
+    }
+    this.prevTransit = transit;
+    if (this.lastGrowthMs === null) this.lastGrowthMs = arrivalMs;
+
+    // Windowed minimum of the transit time: the delay of a frame that met no queueing at all.
+    const f = this.floor;
+    while (f.length && f[f.length - 1].transit >= transit) f.pop();
+    f.push({ t: arrivalMs, transit });
+    while (f.length > 1 && f[0].t < arrivalMs - this.o.transitWindowMs) f.shift();
+
+    const l = this.late;
+    l.push({ t: arrivalMs, late: transit - f[0].transit });
+    while (l.length > 1 && l[0].t < arrivalMs - this.o.lateWindowMs) l.shift();
+    this.lateMs = this.lateQuantile();
+    this.grow(arrivalMs, this.desiredMs());
+  }
+
+  lateQuantile() {
+    const n = this.late.length;
+    const s = this.sorted;
+    s.length = n;
+    for (let i = 0; i < n; i++) s[i] = this.late[i].late;
+    s.sort((a, b) => a - b);
+    return n ? s[Math.min(n - 1, Math.floor(this.o.lateQuantile * n))] : 0;
+  }
+
+  /** A playback underrun: the buffer was too small for what the network did. */
+  onUnderrun(nowMs) {
+    this.underruns++;
+    this.grow(nowMs, this.targetMs + this.o.underrunStepMs, true);
+  }
+
+  /** The target the current statistics call for (before the slow shrink). */
+  desiredMs() {
+    const o = this.o;
+    const headroom = Math.max(o.safetyMs, o.jitterFactor * this.jitterMs, o.lateFactor * this.lateMs);
+    return this.clamp(o.chunkMs / 2 + headroom);
+  }
+
+  grow(nowMs, wantMs, force = false) {
+    const want = this.clamp(wantMs);
+    if (want > this.targetMs || force) {
+      if (want > this.targetMs) this.targetMs = want;
+      this.lastGrowthMs = nowMs;
+    }
+  }
+
+  /** Moves the target: shrinks it slowly toward the desired depth once calm. Returns the target. */
+  update(nowMs) {
+    if (this.lastGrowthMs === null) this.lastGrowthMs = nowMs; // the start counts as growth: settle first
+    const dt = this.lastUpdateMs === null ? 0 : Math.max(0, nowMs - this.lastUpdateMs);
+    this.lastUpdateMs = nowMs;
+    const l = this.late;
+    if (l.length > 1 && l[0].t < nowMs - this.o.lateWindowMs) {
+      while (l.length > 1 && l[0].t < nowMs - this.o.lateWindowMs) l.shift();
+      this.lateMs = this.lateQuantile();
+    }
+    const desired = this.desiredMs();
+    if (desired > this.targetMs) {
+      this.grow(nowMs, desired);
+    } else if (nowMs - this.lastGrowthMs >= this.o.calmMs) {
+      const excess = this.targetMs - desired;
+      const step = ((this.o.shrinkMsPerS + this.o.shrinkPerS * excess) * dt) / 1000;
+      this.targetMs = Math.max(desired, this.targetMs - step);
+    }
+    return this.targetMs;
+  }
+
+  /** Buffer depth above which playback skips ahead to the live edge (a stall left a backlog). */
+  backlogLimitMs() {
+    return backlogLimitMs(this.targetMs);
+  }
+}
+
+/**
+ * A backlog beyond this depth is skipped (down to the target) rather than played late: the rate
+ * correction would need a minute or more to drain it at 0.5 %.
+ */
+export function backlogLimitMs(targetMs) {
+  return targetMs + Math.max(300, targetMs / 2);
+}
+
+export const RATE_DEFAULTS = {
+  maxPpm: 5000, // ±0.5 %: under 9 cents, and the slew below keeps it gliding
+  slewPpmPerS: 1000, // at most 0.1 % change per second
+  kpPpmPerMs: 40, // proportional: 25 s time constant on the depth error
+  kiPpmPerMsS: 0.25, // integral: a little overdamped; settles on the clock drift within minutes
+  maxIntegralPpm: 1000, // real clock drifts are far below this
+  integrateWithinMs: 5, // the integral sees at most this error: start-up and target changes are left to P
+  smoothingMs: 1000, // depth measurement smoothing (the depth has a sawtooth per chunk)
+};
+
+/**
+ * Playback-rate correction. `update(depthMs, targetMs, dtMs)` returns the rate (1 = nominal,
+ * >1 plays faster and drains the buffer). The integral term is the estimated clock drift.
+ */
+export class RateController {
+  constructor(options = {}) {
+    this.o = { ...RATE_DEFAULTS, ...options };
+    this.reset();
+  }
+
+  reset() {
+    this.depthMs = null;
+    this.integralPpm = 0;
+    this.ppm = 0;
+  }
+
+  /** Keeps the drift estimate but forgets the depth history (after a skip or a rebuffer). */
+  resync() {
+    this.depthMs = null;
+  }
+
+  get rate() {
+    return 1 + this.ppm / 1e6;
+  }
+
+  /** Estimated server-vs-sound-card clock drift in ppm (positive: the server runs fast). */
+  get driftPpm() {
+    return this.integralPpm;
+  }
+
+  update(depthMs, targetMs, dtMs) {
+    const o = this.o;
+    if (!Number.isFinite(depthMs) || !Number.isFinite(targetMs)) return this.rate;
+    const dt = Math.max(0, Math.min(dtMs, 2000)) / 1000;
+    if (this.depthMs === null) this.depthMs = depthMs;
+    else this.depthMs += (depthMs - this.depthMs) * (1 - Math.exp(-dtMs / o.smoothingMs));
+    const err = this.depthMs - targetMs;
+    const ierr = Math.min(o.integrateWithinMs, Math.max(-o.integrateWithinMs, err));
+    const lim = o.maxIntegralPpm;
+    this.integralPpm = Math.min(lim, Math.max(-lim, this.integralPpm + o.kiPpmPerMsS * ierr * dt));
+    const want = Math.min(o.maxPpm, Math.max(-o.maxPpm, o.kpPpmPerMs * err + this.integralPpm));
+    const slew = o.slewPpmPerS * dt;
+    this.ppm += Math.min(slew, Math.max(-slew, want - this.ppm));
+    return this.rate;
+  }
+}
