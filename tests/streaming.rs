@@ -338,6 +338,12 @@ async fn stalled_synthesis_sends_flagged_silence_and_keeps_the_clock() {
     server.synthesis().set_stalled(true);
     // The ring drains (three chunks), then the pacer fills with flagged silence.
     let mut frames = audio_frames(&mut ws, 8).await;
+    // While stalled and filling, the ring is empty, and the gauge and /api/status say so.
+    let depth = "auralis_ring_buffer_depth_seconds{station=\"underrun\"}";
+    assert_eq!(metric_value(&server.metrics().await, depth), Some(0.0));
+    let (_, status) = server.get("/api/status").await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["stations"][0]["ring_depth_seconds"], 0.0);
     server.synthesis().set_stalled(false);
     frames.extend(audio_frames(&mut ws, 8).await);
     assert_contiguous(&frames);

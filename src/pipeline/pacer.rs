@@ -24,6 +24,10 @@ use crate::stream::protocol::{
 const INTERVAL_WINDOW: usize = 50;
 /// Later than this behind its deadline, the pacer stops bursting to catch up and jumps instead.
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
+/// Underruns are logged as one warning per this interval at most, with the count since the last.
+const UNDERRUN_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// One released chunk in this many is logged (at debug level): a pulse, not a line per chunk.
+const CHUNK_LOG_SAMPLE: u64 = 600;
 
 /// One station's pacer state (the timing loop is [`run`]).
 pub struct Pacer {
@@ -45,6 +49,9 @@ pub struct Pacer {
     last_release: Option<Instant>,
     seen_overruns: u64,
     seen_skips: u64,
+    /// Underruns not yet reported in a log line, and when the last line went out.
+    unlogged_underruns: u64,
+    last_underrun_log: Option<Instant>,
 }
 
 impl Pacer {
@@ -73,6 +80,8 @@ impl Pacer {
             last_release: None,
             seen_overruns: 0,
             seen_skips: 0,
+            unlogged_underruns: 0,
+            last_underrun_log: None,
         }
     }
 
@@ -141,6 +150,7 @@ impl Pacer {
                 header.rendered_unix_ns = header.sent_unix_ns;
                 hub.metrics.underruns.increment(1);
                 hub.stats.underruns.fetch_add(1, Ordering::Relaxed);
+                self.unlogged_underruns += 1;
                 encode_silence(&header)
             }
         };
@@ -152,6 +162,7 @@ impl Pacer {
         }
         self.record_ring(hub, depth);
         self.record_interval(hub, now);
+        self.log(hub, &header, depth, now);
         let frame = Frame {
             sequence: header.sequence,
             position: header.position,
@@ -161,6 +172,33 @@ impl Pacer {
         };
         hub.publish(frame.clone());
         frame
+    }
+
+    /// Rate-limited warnings for underruns, and a sampled debug line for the stream's pulse.
+    fn log(&mut self, hub: &StationHub, header: &FrameHeader, depth: usize, now: Instant) {
+        let due = self
+            .last_underrun_log
+            .is_none_or(|last| now.saturating_duration_since(last) >= UNDERRUN_LOG_INTERVAL);
+        if self.unlogged_underruns > 0 && due {
+            tracing::warn!(
+                station = %hub.name,
+                underruns = self.unlogged_underruns,
+                since_last_report_s = self.last_underrun_log.map(|t| now.saturating_duration_since(t).as_secs()),
+                "synthesis fell behind: listeners got flagged silence"
+            );
+            self.unlogged_underruns = 0;
+            self.last_underrun_log = Some(now);
+        }
+        if header.sequence % CHUNK_LOG_SAMPLE == 0 {
+            tracing::debug!(
+                station = %hub.name,
+                sequence = header.sequence,
+                position = header.position,
+                ring_depth_chunks = depth,
+                flags = header.flags,
+                "chunk released (one in {CHUNK_LOG_SAMPLE})"
+            );
+        }
     }
 
     fn record_ring(&mut self, hub: &StationHub, depth: usize) {
