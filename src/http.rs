@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, the WebSocket upgrade, status and metrics endpoints, the embedded web
 //! client, and [`AppError`], which turns failures into clear JSON responses.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -55,6 +57,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Held by every listener task; the server waits until all are dropped (mini-redis style).
     pub listener_done: mpsc::Sender<()>,
+    /// The newest live-dashboard report (JSON), for `GET /api/live`.
+    pub live: watch::Receiver<Arc<str>>,
     next_session: AtomicU64,
 }
 
@@ -70,6 +74,7 @@ impl AppState {
         chunk_ms: u32,
         shutdown: watch::Receiver<bool>,
         listener_done: mpsc::Sender<()>,
+        live: watch::Receiver<Arc<str>>,
     ) -> Self {
         let station_names = stations.iter().map(|s| s.hub.name.clone()).collect();
         Self {
@@ -84,6 +89,7 @@ impl AppState {
             started: Instant::now(),
             shutdown,
             listener_done,
+            live,
             next_session: AtomicU64::new(1),
         }
     }
@@ -190,6 +196,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/status", get(status))
         .route("/api/stations", get(stations))
+        .route("/api/live", get(live))
+        .route("/dashboard", get(dashboard_page))
         .route(
             "/api/stations/{station}/control",
             get(control_state)
@@ -432,8 +440,39 @@ async fn control_change(
     Ok(Json(ack))
 }
 
+/// `GET /api/live`: the live-dashboard report as Server-Sent Events, one a second, until the
+/// client leaves or the server shuts down.
+async fn live(
+    State(state): State<Arc<AppState>>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let mut shutdown = state.shutdown.clone();
+    let reports =
+        futures_util::stream::unfold((state.live.clone(), true), |(mut live, first)| async move {
+            if !first {
+                live.changed().await.ok()?;
+            }
+            let report = live.borrow_and_update().clone();
+            Some((report, (live, false)))
+        })
+        .filter(|report| std::future::ready(!report.is_empty()))
+        .map(|report| Ok(Event::default().data(&*report)))
+        .take_until(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        });
+    Sse::new(reports).keep_alive(KeepAlive::default())
+}
+
+/// `/dashboard`: the live dashboard page.
+async fn dashboard_page() -> Result<Response, AppError> {
+    static_file("/dashboard.html")
+}
+
 async fn static_asset(uri: Uri) -> Result<Response, AppError> {
-    let asset = web::asset(uri.path()).ok_or(AppError::NotFound)?;
+    static_file(uri.path())
+}
+
+fn static_file(path: &str) -> Result<Response, AppError> {
+    let asset = web::asset(path).ok_or(AppError::NotFound)?;
     let mut response = (
         [
             (header::CONTENT_TYPE, asset.content_type),

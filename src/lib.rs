@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod control;
+pub mod dashboard;
 pub mod http;
 pub mod load;
 pub mod pipeline;

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError};
 use crate::control::{ControlAccess, StationControl};
+use crate::dashboard;
 use crate::http::{self, AppState, Station};
 use crate::pipeline::pacer::{self, Pacer};
 use crate::pipeline::ring::chunk_ring;
@@ -23,10 +24,13 @@ use crate::stream::hub::StationHub;
 use crate::stream::protocol::{Codec, FrameHeader, StreamFormat};
 use crate::stream::ws::ListenerSettings;
 use crate::synth::{self, Backend, BackendError, MusicParams, Synth, Timeline, CHANNELS};
+use crate::telemetry;
 use crate::telemetry::metrics::{self, InstallError};
 
 /// How often the exporter's upkeep and process sampling run.
 const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
+/// How often machine and process CPU are sampled (the dashboard shows them every second).
+const SYSTEM_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 /// Extra ring slots beyond the render-ahead target, so a brief pacer stall is not an overrun.
 const RING_HEADROOM_CHUNKS: usize = 2;
 /// Control changes in flight to one synthesis thread (requests are serialised, so 1 would do).
@@ -128,6 +132,12 @@ pub async fn run_with_handles(
             .collect(),
     });
     let upkeep = tokio::spawn(metrics::upkeep(metrics_handle.clone(), UPKEEP_PERIOD));
+    let (system, system_sampler) = telemetry::system::spawn(SYSTEM_SAMPLE_PERIOD);
+    let live = dashboard::spawn(
+        stations.iter().map(|s| Arc::clone(&s.hub)).collect(),
+        system,
+        stop_rx.clone(),
+    );
 
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let state = Arc::new(AppState::new(
@@ -149,6 +159,7 @@ pub async fn run_with_handles(
         config.chunk_ms,
         stop_rx.clone(),
         done_tx,
+        live,
     ));
     let addr = listener.local_addr()?;
     let send_buffer = config.tcp_send_buffer_bytes;
@@ -192,6 +203,7 @@ pub async fn run_with_handles(
         tracing::warn!("some listeners did not close within the grace period");
     }
     upkeep.abort();
+    system_sampler.abort();
     for mut station in stations {
         station.synthesis.stop();
         tracing::debug!(station = %station.hub.name, "station stopped");

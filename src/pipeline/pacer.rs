@@ -136,6 +136,7 @@ impl Pacer {
                 header.rendered_unix_ns = chunk.rendered_unix_ns;
                 let render_seconds = chunk.render_nanos as f64 / 1e9;
                 hub.metrics.synthesis_duration.record(render_seconds);
+                hub.live.synthesis.record(render_seconds);
                 if render_seconds > 0.0 {
                     hub.metrics
                         .realtime_factor
@@ -257,6 +258,9 @@ pub async fn run(
         tokio::select! {
             _ = sleep_until(deadline) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        if let Some(delay) = hub.take_release_delay() {
+            tokio::time::sleep(delay).await;
         }
         let now = Instant::now();
         let late = now.saturating_duration_since(deadline);

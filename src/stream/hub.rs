@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::protocol::StreamFormat;
 use crate::synth::Backend;
+use crate::telemetry::live::LiveStats;
 use crate::telemetry::metrics::StationMetrics;
 
 /// One encoded chunk, as released by the pacer.
@@ -40,6 +41,11 @@ pub struct StationStats {
     pub last_position: AtomicU64,
     /// Set once the pacer released its first chunk.
     pub live: AtomicBool,
+    /// Totals for the live dashboard (the Prometheus counters cannot be read back).
+    pub chunks_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub dropped: AtomicU64,
 }
 
 /// A station as listeners see it.
@@ -52,6 +58,11 @@ pub struct StationHub {
     pub ring_capacity_chunks: usize,
     pub metrics: StationMetrics,
     pub stats: StationStats,
+    /// Windowed latency histograms for the live dashboard.
+    pub live: LiveStats,
+    /// Fault injection for tests: delay the next release by this many ms (once). Zero unless a
+    /// test sets it; production code never does.
+    delay_next_release_ms: AtomicU64,
     sender: broadcast::Sender<Frame>,
     latest: Mutex<Option<Frame>>,
 }
@@ -78,6 +89,8 @@ impl StationHub {
             ring_capacity_chunks,
             metrics,
             stats: StationStats::default(),
+            live: LiveStats::default(),
+            delay_next_release_ms: AtomicU64::new(0),
             sender,
             latest: Mutex::new(None),
         }
@@ -106,6 +119,20 @@ impl StationHub {
         let receiver = self.sender.subscribe();
         let latest = self.latest.lock().ok().and_then(|l| l.clone());
         (latest, receiver)
+    }
+
+    /// Test hook: hold the next chunk back by `delay` (a known send delay for jitter tests).
+    pub fn delay_next_release(&self, delay: std::time::Duration) {
+        self.delay_next_release_ms
+            .store(delay.as_millis() as u64, Ordering::Release);
+    }
+
+    /// The injected delay, if any, consumed (the pacer calls this once per tick).
+    pub fn take_release_delay(&self) -> Option<std::time::Duration> {
+        match self.delay_next_release_ms.swap(0, Ordering::AcqRel) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
     }
 
     pub fn is_live(&self) -> bool {

@@ -184,6 +184,7 @@ where
                         // Fell behind: jump to the newest frame and say so.
                         let (newest, skipped) = newest_frame(&mut frames);
                         hub.metrics.dropped_lagged.increment(missed + skipped);
+                        hub.stats.dropped.fetch_add(missed + skipped, Ordering::Relaxed);
                         match newest {
                             Some(frame) => (frame, FLAG_DISCONTINUITY),
                             None => continue,
@@ -237,7 +238,8 @@ async fn send_frame<S>(
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let metrics = &session.station.metrics;
+    let hub = &session.station;
+    let metrics = &hub.metrics;
     let bytes = if extra_flags == 0 {
         frame.bytes.clone()
     } else {
@@ -248,21 +250,25 @@ where
         Ok(Ok(())) => {}
         Ok(Err(_)) => {
             metrics.send_errors.increment(1);
+            hub.stats.send_errors.fetch_add(1, Ordering::Relaxed);
             return Err(DisconnectReason::SendError);
         }
         Err(_) => {
             metrics.send_errors.increment(1);
+            hub.stats.send_errors.fetch_add(1, Ordering::Relaxed);
             return Err(DisconnectReason::SendTimeout);
         }
     }
     let now = Instant::now();
     metrics.chunks_sent.increment(1);
     metrics.bytes_sent.increment(len);
+    hub.stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
+    hub.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
     // The catch-up frame sent at connect was popped up to a period ago: not a delivery sample.
     if delivery.last_write.is_some() {
-        metrics
-            .delivery
-            .record(now.saturating_duration_since(frame.popped_at).as_secs_f64());
+        let seconds = now.saturating_duration_since(frame.popped_at).as_secs_f64();
+        metrics.delivery.record(seconds);
+        hub.live.delivery.record(seconds);
     }
     match delivery.last_write {
         None => metrics.startup.record(
@@ -271,9 +277,9 @@ where
         ),
         Some(last) if delivery.regular_intervals && extra_flags == 0 => {
             let interval = now.saturating_duration_since(last).as_secs_f64();
-            metrics
-                .jitter
-                .record((interval - settings.chunk_period.as_secs_f64()).abs());
+            let jitter = (interval - settings.chunk_period.as_secs_f64()).abs();
+            metrics.jitter.record(jitter);
+            hub.live.jitter.record(jitter);
         }
         Some(_) => {}
     }
@@ -298,6 +304,11 @@ where
         Err(_) => DisconnectReason::SendTimeout,
     };
     session.station.metrics.send_errors.increment(1);
+    session
+        .station
+        .stats
+        .send_errors
+        .fetch_add(1, Ordering::Relaxed);
     Err(result)
 }
 
@@ -438,6 +449,7 @@ fn handle_text(
             metrics.client_buffer.record(buffer_ms / 1000.0);
             if let Some(latency) = latency_ms {
                 metrics.client_latency.record(latency / 1000.0);
+                session.station.live.client_latency.record(latency / 1000.0);
             }
             // Reports are cumulative; count only what is new (a smaller number means a reset).
             let new = match *reported_underruns {

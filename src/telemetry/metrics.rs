@@ -42,10 +42,11 @@ pub const CLIENT_UNDERRUNS: &str = "auralis_client_underruns_total";
 pub const CLIENT_REPORTS: &str = "auralis_client_reports_total";
 pub const BUILD_INFO: &str = "auralis_build_info";
 pub const CONTROL_REQUESTS: &str = "auralis_control_requests_total";
+pub const SYSTEM_CPU: &str = "auralis_system_cpu_usage_ratio";
 
 /// The metrics `/metrics` always shows (with HELP text), for docs and tests. GPU fallbacks are
 /// described but only appear once a fallback happens.
-pub const ALL: [&str; 28] = [
+pub const ALL: [&str; 29] = [
     SYNTHESIS_DURATION,
     SYNTHESIS_REALTIME_FACTOR,
     SYNTHESIS_SKIPPED,
@@ -73,6 +74,7 @@ pub const ALL: [&str; 28] = [
     CLIENT_REPORTS,
     BUILD_INFO,
     CONTROL_REQUESTS,
+    SYSTEM_CPU,
     // process_* series come from metrics-process and are described there.
     "process_resident_memory_bytes",
 ];
@@ -307,6 +309,10 @@ fn describe_all() {
     describe_counter!(CLIENT_UNDERRUNS, "Playback underruns reported by clients.");
     describe_counter!(CLIENT_REPORTS, "Client stats reports accepted.");
     describe_gauge!(BUILD_INFO, "Build information; the value is always 1.");
+    describe_gauge!(
+        SYSTEM_CPU,
+        "CPU use of the whole machine over the last second, 0..1 (all cores)."
+    );
     describe_counter!(
         CONTROL_REQUESTS,
         "Music control requests (WebSocket and REST), by result: applied, invalid, unauthorized, rate_limited, unavailable."

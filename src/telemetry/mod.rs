@@ -1,6 +1,9 @@
-//! Telemetry: Prometheus metrics ([`metrics`]) and logging set-up.
+//! Telemetry: Prometheus metrics ([`metrics`]), windowed figures for the live dashboard
+//! ([`live`]), machine and process sampling ([`system`]) and logging set-up.
 
+pub mod live;
 pub mod metrics;
+pub mod system;
 
 use tracing_subscriber::EnvFilter;
 
