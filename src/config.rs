@@ -101,6 +101,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Token required for music control; without one, only loopback clients may control.
     pub control_token: Option<String>,
+    /// Export Prometheus metrics on `/metrics` (off only to measure what telemetry costs).
+    pub metrics_enabled: bool,
 }
 
 impl Default for Config {
@@ -122,6 +124,7 @@ impl Default for Config {
             max_client_message_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
             control_token: None,
+            metrics_enabled: true,
         }
     }
 }

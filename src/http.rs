@@ -47,7 +47,8 @@ pub struct AppState {
     /// Who may change the music.
     pub access: Arc<ControlAccess>,
     pub station_names: Arc<[String]>,
-    pub metrics: PrometheusHandle,
+    /// The Prometheus exporter; `None` when metrics are switched off.
+    pub metrics: Option<PrometheusHandle>,
     pub listener: ListenerSettings,
     pub max_client_message_bytes: usize,
     pub sample_rate: u32,
@@ -67,7 +68,7 @@ impl AppState {
     pub fn new(
         stations: Vec<Station>,
         access: Arc<ControlAccess>,
-        metrics: PrometheusHandle,
+        metrics: Option<PrometheusHandle>,
         listener: ListenerSettings,
         max_client_message_bytes: usize,
         sample_rate: u32,
@@ -115,6 +116,8 @@ pub enum AppError {
     NoStations,
     #[error("not found")]
     NotFound,
+    #[error("metrics are switched off on this server (--no-metrics)")]
+    MetricsDisabled,
     #[error("request body is not a JSON object: {0}")]
     BadBody(String),
     #[error(transparent)]
@@ -141,6 +144,7 @@ impl IntoResponse for AppError {
             AppError::UnknownStation(_) => (StatusCode::NOT_FOUND, "unknown_station"),
             AppError::NoStations => (StatusCode::SERVICE_UNAVAILABLE, "no_stations"),
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::MetricsDisabled => (StatusCode::NOT_FOUND, "metrics_disabled"),
             AppError::BadBody(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             AppError::Control(e) => {
                 let status = match e {
@@ -266,15 +270,16 @@ fn upgrade_listener(
         }))
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
+    let handle = state.metrics.as_ref().ok_or(AppError::MetricsDisabled)?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        telemetry::metrics::render(&state.metrics),
+        telemetry::metrics::render(handle),
     )
-        .into_response()
+        .into_response())
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

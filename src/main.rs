@@ -60,6 +60,10 @@ struct ServeArgs {
     /// A station as NAME=SEED or NAME=SEED:PRESET; repeat for several (env: comma-separated).
     #[arg(long = "station", env = "AURALIS_STATIONS", value_delimiter = ',')]
     stations: Vec<StationConfig>,
+    /// Switch the Prometheus exporter off (`/metrics` answers 404): the baseline for measuring
+    /// what telemetry costs. Not for production.
+    #[arg(long, env = "AURALIS_NO_METRICS")]
+    no_metrics: bool,
     /// Token that music control requires. Without one, only clients on this machine may control.
     #[arg(long, env = "AURALIS_CONTROL_TOKEN", hide_env_values = true)]
     control_token: Option<String>,
@@ -186,6 +190,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_client_message_bytes: args.max_message_bytes,
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
         control_token: args.control_token,
+        metrics_enabled: !args.no_metrics,
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.addr)

@@ -118,7 +118,13 @@ pub async fn run_with_handles(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let backend = synth::select_backend(config.backend)?;
-    let metrics_handle = metrics::install()?;
+    // Without the recorder every metric handle is a no-op: the baseline for measuring what
+    // telemetry costs.
+    let metrics_handle = if config.metrics_enabled {
+        Some(metrics::install()?)
+    } else {
+        None
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let stations = start_stations(&config, backend, &stop_rx)?;
     on_start(Handles {
@@ -131,7 +137,9 @@ pub async fn run_with_handles(
             })
             .collect(),
     });
-    let upkeep = tokio::spawn(metrics::upkeep(metrics_handle.clone(), UPKEEP_PERIOD));
+    let upkeep = metrics_handle
+        .clone()
+        .map(|handle| tokio::spawn(metrics::upkeep(handle, UPKEEP_PERIOD)));
     let (system, system_sampler) = telemetry::system::spawn(SYSTEM_SAMPLE_PERIOD);
     let live = dashboard::spawn(
         stations.iter().map(|s| Arc::clone(&s.hub)).collect(),
@@ -202,7 +210,9 @@ pub async fn run_with_handles(
     {
         tracing::warn!("some listeners did not close within the grace period");
     }
-    upkeep.abort();
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
+    }
     system_sampler.abort();
     for mut station in stations {
         station.synthesis.stop();

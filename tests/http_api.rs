@@ -104,3 +104,14 @@ async fn metrics_cover_every_stage_with_help_text() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_switched_off_and_streaming_goes_on() {
+    let server = TestServer::start_with("no-metrics", 5, |c| c.metrics_enabled = false).await;
+    let (status, body) = server.get("/metrics").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("metrics_disabled"), "{body}");
+    let mut ws = server.connect("/ws").await;
+    let frames = audio_frames(&mut ws, 3).await;
+    assert_contiguous(&frames);
+}
