@@ -1,8 +1,8 @@
 //! The browser client in real Chromium: headless, autoplay allowed, driven over the DevTools
 //! protocol. Assertions read the page's own state (`window.auralis`, fed by the AudioWorklet),
 //! never mocks: it played non-silent audio with zero underruns, the server received its `stats`,
-//! and it reconnected by itself after a server restart. A screenshot is saved to
-//! `target/browser-artifacts/player.png`.
+//! and it reconnected by itself after a server restart. Then the built-in dashboard (`/dashboard`)
+//! must draw the live feed. Screenshots of both are saved to `target/browser-artifacts/`.
 //!
 //! The DevTools client is a few calls over the WebSocket stack the project already uses, so the
 //! test needs no Node or npm. Chromium comes from `AURALIS_CHROMIUM` or `PATH`; when it is
@@ -182,10 +182,15 @@ impl Page {
 
     /// The page's `window.auralis`, or `Null` before the player script ran.
     async fn auralis(&mut self) -> Value {
+        self.value("window.auralis").await
+    }
+
+    /// A page value as JSON, or `Null` while it does not exist.
+    async fn value(&mut self, expression: &str) -> Value {
         let result = self
             .call(
                 "Runtime.evaluate",
-                json!({"expression": "JSON.stringify(window.auralis ?? null)", "returnByValue": true}),
+                json!({"expression": format!("JSON.stringify({expression} ?? null)"), "returnByValue": true}),
             )
             .await;
         let text = result["result"]["value"].as_str().unwrap_or("null");
@@ -199,9 +204,21 @@ impl Page {
         limit: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
+        self.wait_for_value("window.auralis", what, limit, done)
+            .await
+    }
+
+    /// Polls a page value until `done` holds; panics with the last value after `limit`.
+    async fn wait_for_value(
+        &mut self,
+        expression: &str,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let state = self.auralis().await;
+            let state = self.value(expression).await;
             if done(&state) {
                 return state;
             }
@@ -304,8 +321,32 @@ async fn chromium_plays_the_stream_reports_stats_and_survives_a_restart() {
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
         PathBuf::from,
     );
-    page.screenshot(&target.join("browser-artifacts").join("player.png"))
+    let artifacts = target.join("browser-artifacts");
+    page.screenshot(&artifacts.join("player.png")).await;
+
+    // The built-in dashboard draws the live feed (while the page above keeps a listener).
+    let mut dashboard = Page::open(&browser).await;
+    dashboard
+        .navigate(&format!("http://{addr}/dashboard"))
         .await;
+    let drawn = dashboard
+        .wait_for_value(
+            "window.auralisDashboard",
+            "the dashboard draws live data",
+            Duration::from_secs(30),
+            |d| d["events"].as_f64() >= Some(2.0) && d["charts"].as_f64() >= Some(4.0),
+        )
+        .await;
+    assert_eq!(drawn["connected"], true, "{drawn}");
+    assert_eq!(
+        drawn["lastEvent"]["stations"][0]["name"], STATION,
+        "{drawn}"
+    );
+    assert!(
+        drawn["lastEvent"]["listeners"].as_f64() >= Some(1.0),
+        "the player is counted: {drawn}"
+    );
+    dashboard.screenshot(&artifacts.join("dashboard.png")).await;
     restarted.shutdown().await.expect("clean shutdown");
 }
 

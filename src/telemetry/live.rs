@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-/// Bucket upper bounds: 4 per octave from 10 µs to about 42 s (relative error below 19 %).
+/// Bucket upper bounds: 4 per octave from 10 µs to about 35 s (relative error below 19 %).
 const BUCKETS: usize = 88;
 const FIRST_BOUND_S: f64 = 10e-6;
 

@@ -286,7 +286,7 @@ fn describe_all() {
     );
     describe_counter!(
         WS_SEND_ERRORS,
-        "Chunk writes to listeners that failed or timed out."
+        "Writes to listeners (audio chunks or control replies) that failed or timed out."
     );
     describe_counter!(
         WS_CHUNKS_DROPPED,

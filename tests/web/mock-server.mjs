@@ -2,6 +2,8 @@
 // It serves web/ and speaks the same wire protocol (docs/protocol.md): /api/stations, the control
 // endpoints, and /ws/NAME streaming a test chord in 100 ms s16le chunks. Fault injection under
 // /debug/* (drop, stall, fill, gap, disc) and a record of the stats reports the client sent.
+// For the live dashboard (/dashboard): /api/live, a Server-Sent Events stream of one made-up
+// snapshot a second, with /debug/live-drop (close the streams) and /debug/live-underrun?n=N.
 //
 //   node tests/web/mock-server.mjs [--port 18080] [--isolated] [--token SECRET] [--remote]
 //
@@ -11,6 +13,7 @@
 import http from "node:http";
 import crypto from "node:crypto";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { encodeFrame, isValidStats, FLAG_UNDERRUN_FILL, FLAG_DISCONTINUITY } from "../../web/protocol.js";
@@ -213,6 +216,84 @@ setInterval(() => {
   }
 }, 5);
 
+// ---- live dashboard feed (GET /api/live): one snapshot a second, shaped like the server's
+
+const live = { started: Date.now(), clients: new Set(), underruns: 0, last: null, tick: 0, cpu: process.cpuUsage(), sys: null, at: Date.now() };
+const liveTotals = new Map([...stations.keys()].map((name) => [name, { underruns: 0, chunks: 0, bytes: 0 }]));
+
+function systemTimes() {
+  let idle = 0;
+  let total = 0;
+  for (const c of os.cpus()) {
+    for (const v of Object.values(c.times)) total += v;
+    idle += c.times.idle;
+  }
+  return { idle, total };
+}
+live.sys = systemTimes();
+
+function liveSnapshot() {
+  const now = Date.now();
+  const dt = Math.max(0.001, (now - live.at) / 1000);
+  live.at = now;
+  live.tick++;
+  const cpu = process.cpuUsage();
+  const cpuCores = (cpu.user - live.cpu.user + cpu.system - live.cpu.system) / 1e6 / dt;
+  live.cpu = cpu;
+  const sys = systemTimes();
+  const sysRatio = sys.total > live.sys.total ? 1 - (sys.idle - live.sys.idle) / (sys.total - live.sys.total) : 0;
+  live.sys = sys;
+  const wave = (period, phase = 0) => Math.sin((2 * Math.PI * live.tick) / period + phase);
+  const q = (p50, p99, count, p = "p99") => (count > 0 ? { p50, [p]: p99, max: p99 * 1.3, count } : { p50: null, [p]: null, max: null, count: 0 });
+  const underrunNow = live.underruns;
+  live.underruns = 0;
+  let i = 0;
+  const list = [...stations.values()].map((st) => {
+    const tot = liveTotals.get(st.name);
+    const n = st.listeners.size;
+    const chunks = Math.round(dt * (1000 / CHUNK_MS));
+    tot.chunks += chunks * n;
+    tot.bytes += chunks * n * (56 + FRAMES * 4);
+    tot.underruns += underrunNow;
+    const k = i++;
+    return {
+      name: st.name,
+      listeners: n,
+      ring_depth_s: underrunNow > 0 ? 0.04 : 0.3 + 0.08 * wave(40, k),
+      ring_capacity_s: 0.5,
+      synthesis_s: q(0.0004 + 0.0001 * wave(30, k), 0.0009 + 0.0003 * wave(17, k), 10),
+      delivery_s: q(0.0002, 0.0008 + 0.0004 * wave(23, k), chunks * n),
+      jitter_s: q(0.0003, 0.0012 + 0.0006 * wave(19, k), Math.max(0, chunks * n - 1), "p95"),
+      client_latency_s: q(0.44 + 0.02 * wave(60, k), 0.5 + 0.03 * wave(45, k), n),
+      underruns_total: tot.underruns, overruns_total: 0,
+      chunks_sent_total: tot.chunks, bytes_sent_total: tot.bytes,
+      send_errors_total: 0, dropped_total: 0,
+    };
+  });
+  return {
+    t_ms: now,
+    uptime_s: (now - live.started) / 1000,
+    interval_s: Math.round(dt * 1000) / 1000,
+    listeners: list.reduce((a, s) => a + s.listeners, 0),
+    process: { cpu_cores: cpuCores, rss_bytes: process.memoryUsage().rss, system_cpu_ratio: sysRatio },
+    stations: list,
+  };
+}
+
+setInterval(() => {
+  live.last = liveSnapshot();
+  const msg = `data: ${JSON.stringify(live.last)}\n\n`;
+  for (const res of live.clients) res.write(msg);
+}, 1000);
+
+function liveStream(req, res) {
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+  res.write("retry: 1000\n\n");
+  if (live.last) res.write(`data: ${JSON.stringify(live.last)}\n\n`);
+  live.clients.add(res);
+  req.on("close", () => live.clients.delete(res));
+}
+
 // ---- HTTP
 
 const TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8" };
@@ -293,6 +374,16 @@ const server = http.createServer((req, res) => {
     });
     return;
   }
+  if (p === "/api/live") return liveStream(req, res);
+  if (p === "/debug/live-drop") {
+    for (const c of live.clients) c.destroy();
+    live.clients.clear();
+    return json(res, 200, { ok: true });
+  }
+  if (p === "/debug/live-underrun") {
+    live.underruns += Number(url.searchParams.get("n") || 1);
+    return json(res, 200, { ok: true });
+  }
   if (p.startsWith("/debug/")) {
     const what = p.slice(7);
     if (what === "stats") return json(res, 200, debug);
@@ -302,8 +393,8 @@ const server = http.createServer((req, res) => {
     else if (what in faults) faults[what] += Number(url.searchParams.get("n") || 1);
     return json(res, 200, { ok: true });
   }
-  const file = p === "/" ? "index.html" : p.slice(1);
-  if (!/^[a-z0-9_-]+\.(html|js|css)$/.test(file) || !fs.existsSync(path.join(WEB, file))) {
+  const file = p === "/" ? "index.html" : p === "/dashboard" ? "dashboard.html" : p.slice(1);
+  if (!/^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.(html|js|css)$/.test(file) || !fs.existsSync(path.join(WEB, file))) {
     return json(res, 404, { error: { code: "not_found", message: "not found" } });
   }
   const headers = { "content-type": TYPES[path.extname(file)], "cache-control": "no-cache" };
