@@ -106,24 +106,21 @@ fn build(
     let stations: Vec<LiveStation> = stations
         .iter()
         .zip(previous.iter_mut())
-        .map(|(hub, prev)| {
-            let chunk_s = hub.chunk_ms as f64 / 1000.0;
-            LiveStation {
-                name: hub.name.clone(),
-                listeners: load(&hub.stats.listeners),
-                ring_depth_s: load(&hub.stats.ring_depth_chunks) as f64 * chunk_s,
-                ring_capacity_s: hub.ring_capacity_chunks as f64 * chunk_s,
-                synthesis_s: hub.live.synthesis.interval(&mut prev.synthesis),
-                delivery_s: hub.live.delivery.interval(&mut prev.delivery),
-                jitter_s: hub.live.jitter.interval(&mut prev.jitter),
-                client_latency_s: hub.live.client_latency.interval(&mut prev.client_latency),
-                underruns_total: load(&hub.stats.underruns),
-                overruns_total: load(&hub.stats.overruns),
-                chunks_sent_total: load(&hub.stats.chunks_sent),
-                bytes_sent_total: load(&hub.stats.bytes_sent),
-                send_errors_total: load(&hub.stats.send_errors),
-                dropped_total: load(&hub.stats.dropped),
-            }
+        .map(|(hub, prev)| LiveStation {
+            name: hub.name.clone(),
+            listeners: load(&hub.stats.listeners),
+            ring_depth_s: hub.ring_depth_seconds(),
+            ring_capacity_s: hub.ring_capacity_seconds(),
+            synthesis_s: hub.live.synthesis.interval(&mut prev.synthesis),
+            delivery_s: hub.live.delivery.interval(&mut prev.delivery),
+            jitter_s: hub.live.jitter.interval(&mut prev.jitter),
+            client_latency_s: hub.live.client_latency.interval(&mut prev.client_latency),
+            underruns_total: load(&hub.stats.underruns),
+            overruns_total: load(&hub.stats.overruns),
+            chunks_sent_total: load(&hub.stats.chunks_sent),
+            bytes_sent_total: load(&hub.stats.bytes_sent),
+            send_errors_total: load(&hub.stats.send_errors),
+            dropped_total: load(&hub.stats.dropped),
         })
         .collect();
     LiveReport {

@@ -332,7 +332,6 @@ pub struct StationStatus {
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> Json<StatusReport> {
-    let chunk_seconds = state.chunk_ms as f64 / 1000.0;
     let stations: Vec<StationStatus> = state
         .stations
         .iter()
@@ -350,8 +349,8 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<StatusReport> {
                 chunks_published: load(&s.stats.chunks_published),
                 underruns: load(&s.stats.underruns),
                 overruns: load(&s.stats.overruns),
-                ring_depth_seconds: load(&s.stats.ring_depth_chunks) as f64 * chunk_seconds,
-                ring_capacity_seconds: s.ring_capacity_chunks as f64 * chunk_seconds,
+                ring_depth_seconds: s.ring_depth_seconds(),
+                ring_capacity_seconds: s.ring_capacity_seconds(),
             }
         })
         .collect();

@@ -18,25 +18,13 @@ use serde_json::Value;
 
 const STATION: &str = "prom";
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
 fn required_tools() -> Option<(PathBuf, PathBuf)> {
-    match (tool("prometheus"), tool("promtool")) {
-        (Some(prometheus), Some(promtool)) => Some((prometheus, promtool)),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "prometheus and promtool are required when CI=true (Debian: apt-get install prometheus)"
-            );
-            eprintln!("skipping: prometheus/promtool not installed");
-            None
-        }
-    }
+    let found = find_on_path(&["prometheus"]).zip(find_on_path(&["promtool"]));
+    required_tool(
+        found,
+        "prometheus and promtool",
+        "Debian: apt-get install prometheus",
+    )
 }
 
 /// A Prometheus process with its own data directory, stopped when dropped.

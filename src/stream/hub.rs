@@ -121,6 +121,25 @@ impl StationHub {
         (latest, receiver)
     }
 
+    /// Audio waiting in the ring at the last release, in seconds.
+    pub fn ring_depth_seconds(&self) -> f64 {
+        self.stats.ring_depth_chunks.load(Ordering::Relaxed) as f64 * self.chunk_seconds()
+    }
+
+    pub fn ring_capacity_seconds(&self) -> f64 {
+        self.ring_capacity_chunks as f64 * self.chunk_seconds()
+    }
+
+    fn chunk_seconds(&self) -> f64 {
+        self.chunk_ms as f64 / 1000.0
+    }
+
+    /// Counts a failed write to a listener, on `/metrics` and for the live dashboard.
+    pub fn count_send_error(&self) {
+        self.metrics.send_errors.increment(1);
+        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Test hook: hold the next chunk back by `delay` (a known send delay for jitter tests).
     pub fn delay_next_release(&self, delay: std::time::Duration) {
         self.delay_next_release_ms

@@ -249,13 +249,11 @@ where
     match timeout(settings.send_timeout, sink.send(Message::Binary(bytes))).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => {
-            metrics.send_errors.increment(1);
-            hub.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            hub.count_send_error();
             return Err(DisconnectReason::SendError);
         }
         Err(_) => {
-            metrics.send_errors.increment(1);
-            hub.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            hub.count_send_error();
             return Err(DisconnectReason::SendTimeout);
         }
     }
@@ -303,12 +301,7 @@ where
         Ok(Err(_)) => DisconnectReason::SendError,
         Err(_) => DisconnectReason::SendTimeout,
     };
-    session.station.metrics.send_errors.increment(1);
-    session
-        .station
-        .stats
-        .send_errors
-        .fetch_add(1, Ordering::Relaxed);
+    session.station.count_send_error();
     Err(result)
 }
 

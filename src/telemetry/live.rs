@@ -6,6 +6,7 @@
 //! dashboard task turns the difference between two snapshots into quantiles.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
 
 use serde::Serialize;
 
@@ -13,9 +14,9 @@ use serde::Serialize;
 const BUCKETS: usize = 88;
 const FIRST_BOUND_S: f64 = 10e-6;
 
-fn bound(i: usize) -> f64 {
-    FIRST_BOUND_S * 2f64.powf(i as f64 / 4.0)
-}
+/// The bounds, computed once: recording is then a binary search, with no `powf` per sample.
+static BOUNDS: LazyLock<[f64; BUCKETS]> =
+    LazyLock::new(|| std::array::from_fn(|i| FIRST_BOUND_S * 2f64.powf(i as f64 / 4.0)));
 
 /// A lock-free histogram of durations in seconds.
 #[derive(Debug)]
@@ -65,9 +66,8 @@ impl LiveHistogram {
         if !seconds.is_finite() || seconds < 0.0 {
             return;
         }
-        let index = (0..BUCKETS)
-            .find(|&i| seconds <= bound(i))
-            .unwrap_or(BUCKETS);
+        // First bucket whose bound is at least the value; past the last bound: the overflow one.
+        let index = BOUNDS.partition_point(|&bound| bound < seconds);
         self.counts[index].fetch_add(1, Ordering::Relaxed);
         self.max_bits
             .fetch_max(seconds.to_bits(), Ordering::Relaxed);
@@ -83,12 +83,8 @@ impl LiveHistogram {
     /// becomes the current snapshot.
     pub fn interval(&self, previous: &mut Snapshot) -> Quantiles {
         let now = self.snapshot();
-        let delta: Vec<u64> = now
-            .counts
-            .iter()
-            .zip(&previous.counts)
-            .map(|(n, p)| n.saturating_sub(*p))
-            .collect();
+        let delta: [u64; BUCKETS + 1] =
+            std::array::from_fn(|i| now.counts[i].saturating_sub(previous.counts[i]));
         *previous = now;
         let max = f64::from_bits(self.max_bits.swap(0, Ordering::Relaxed));
         let count: u64 = delta.iter().sum();
@@ -102,7 +98,7 @@ impl LiveHistogram {
                 seen += n;
                 if seen >= rank {
                     // The bucket's upper bound, but never above the largest value seen.
-                    return Some(bound(i.min(BUCKETS - 1)).min(max));
+                    return Some(BOUNDS[i.min(BUCKETS - 1)].min(max));
                 }
             }
             Some(max)

@@ -19,6 +19,28 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// The first of `names` found as a file on `PATH`.
+pub fn find_on_path(names: &[&str]) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// What a test needs from outside the project (a browser, Prometheus): `found`, or `None` to skip
+/// with a message, except under `CI=true`, where a missing tool fails the test instead.
+pub fn required_tool<T>(found: Option<T>, what: &str, install: &str) -> Option<T> {
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} is required when CI=true ({install})"
+        );
+        eprintln!("skipping: {what} not found ({install})");
+    }
+    found
+}
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub type RawWs = WebSocketStream<TcpStream>;
 
