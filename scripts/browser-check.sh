@@ -6,13 +6,11 @@
 # The real server is covered by tests/browser.rs; this covers what is hard to provoke there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 port=${BROWSER_CHECK_PORT:-18461}
 node tests/web/mock-server.mjs --port "$port" --isolated >/dev/null 2>&1 &
 mock=$!
 trap 'kill "$mock" 2>/dev/null || true' EXIT
-for _ in $(seq 1 50); do
-  curl -fsS "http://127.0.0.1:${port}/" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_http "http://127.0.0.1:${port}/" 50
 node tests/web/browser-check.mjs --url "http://127.0.0.1:${port}/" --mock

@@ -5,6 +5,7 @@
 #   usage: scripts/perf-listeners.sh [CLIENTS=200] [SECONDS=30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 clients=${1:-200}
 seconds=${2:-30}
 port=${PERF_PORT:-18490}
@@ -16,10 +17,7 @@ bin=target/release/auralis
 "$bin" serve --addr "127.0.0.1:${port}" >"$out/serve.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:${port}/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_http "http://127.0.0.1:${port}/readyz"
 sleep 2
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 idle=$(rss_kb)

@@ -6,6 +6,7 @@
 #   usage: scripts/perf-telemetry.sh [CLIENTS=500] [SECONDS=30] [ROUNDS=2] [RENDER_CLIENTS=1000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 clients=${1:-500}
 seconds=${2:-30}
 rounds=${3:-2}
@@ -22,10 +23,7 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 start_server() { # extra flags...
   "$bin" serve --addr "127.0.0.1:${port}" "$@" >"$out/serve.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:${port}/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  wait_http "http://127.0.0.1:${port}/readyz"
 }
 stop_server() { kill -TERM "$pid"; wait "$pid" || true; pid=; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }

@@ -3,6 +3,7 @@
 # checks that SIGTERM shuts it down cleanly. Fails on any gap, failed client or bad exit code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 cargo build --quiet --bin auralis
 bin=target/debug/auralis
@@ -12,10 +13,7 @@ trap 'kill "$pid" 2>/dev/null || true; rm -rf "$workdir"' EXIT
 
 "$bin" serve --addr "127.0.0.1:${port}" --station smoke=7:focus >"$workdir/serve.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:${port}/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_http "http://127.0.0.1:${port}/readyz"
 # Fetch to files first: `curl | grep -q` fails under pipefail when grep stops reading early.
 check() { # PATH PATTERN
   curl -fsS "http://127.0.0.1:${port}$1" -o "$workdir/body"
