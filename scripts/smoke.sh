@@ -39,14 +39,17 @@ PY
 start=$(python3 -c "import json; print(json.load(open('$workdir/ack.json'))['position'] / 48000 - 2)")
 "$bin" render --control-log "$workdir/control.json" --start "$start" --seconds 4 --out "$workdir/replay.wav"
 
-"$bin" load --url "ws://127.0.0.1:${port}/ws" --clients 20 --duration 3 --json "$workdir/load.json"
+"$bin" load --url "ws://127.0.0.1:${port}/ws" --clients 20 --duration 3s \
+  --slo gaps==0 --slo failed==0 --slo disconnected==0 --json "$workdir/load.json"
 python3 - "$workdir/load.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+h = r["healthy"]
 assert r["connected"] == 20 and r["failed"] == 0, r
-assert r["gaps"] == 0, f"sequence gaps: {r['gaps']}"
-assert r["chunks"] >= 20 * 25, f"too few chunks: {r['chunks']}"
-print(f"smoke: {r['connected']} listeners, {r['chunks']} chunks, 0 gaps")
+assert r["passed"] and h["gaps"] == 0, f"sequence gaps: {h['gaps']}"
+assert h["chunks"] >= 20 * 25, f"too few chunks: {h['chunks']}"
+assert r["server"]["chunks_sent"] >= h["chunks"], r["server"]
+print(f"smoke: {r['connected']} listeners, {h['chunks']} chunks, 0 gaps; server sent {r['server']['chunks_sent']:.0f}")
 PY
 
 kill -TERM "$pid"

@@ -133,7 +133,8 @@ struct RenderArgs {
 
 #[derive(Args, Debug)]
 struct LoadArgs {
-    /// WebSocket URL of the stream.
+    /// Stream URL: `ws://HOST:PORT/ws` for auralis, `http://HOST:PORT/MOUNT` for a plain HTTP
+    /// stream of raw PCM (an Icecast mount, say).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// Station to listen to (appended as ?station=).
@@ -142,28 +143,73 @@ struct LoadArgs {
     /// Number of listeners.
     #[arg(long, default_value_t = 10)]
     clients: usize,
-    /// How long every listener stays, in seconds.
-    #[arg(long, default_value_t = 30.0)]
-    duration: f64,
-    /// Start clients evenly over this many seconds.
+    /// How long every listener stays after the ramp: `60s`, `2m`, or plain seconds.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Start clients evenly over this time (`10s`).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    ramp: Duration,
+    /// Audio the simulated player buffers before it starts, in ms.
+    #[arg(long, default_value_t = 200)]
+    prebuffer_ms: u64,
+    /// Share of clients (0 to 1) that read slowly or stall, to show whether healthy listeners
+    /// are isolated from them.
     #[arg(long, default_value_t = 0.0)]
-    ramp: f64,
+    slow_fraction: f64,
+    /// What the slow clients do: read at half rate, stop reading, or half of each.
+    #[arg(long, value_enum, default_value_t = SlowModeArg::Mixed)]
+    slow_mode: SlowModeArg,
+    /// Threshold the run must meet, e.g. `jitter_p95<20ms` or `gaps==0`; repeatable. A missed
+    /// threshold exits with code 99.
+    #[arg(long = "slo")]
+    slos: Vec<String>,
+    /// Server metrics to scrape before and after (default: /metrics of a ws:// URL's host).
+    #[arg(long)]
+    metrics_url: Option<String>,
+    /// Do not scrape server metrics.
+    #[arg(long, conflicts_with = "metrics_url")]
+    no_server_metrics: bool,
+    /// Byte rate of an http:// raw PCM stream (default: 48 kHz, 16-bit stereo).
+    #[arg(long, default_value_t = 192_000)]
+    pcm_bytes_per_second: u32,
+    /// Harness runtime threads (1 keeps the load generator on one core).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Also write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SlowModeArg {
+    Slow,
+    Stall,
+    Mixed,
+}
+
+/// `60s`, `1m30s`, `250ms` (humantime), or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (e.g. 60s, 2m, 250ms)"))
+}
+
+/// Exit code of a load run that missed a `--slo` threshold.
+const SLO_MISSED_EXIT_CODE: i32 = 99;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli
         .command
         .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
     {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(serve(args)),
         Command::Render(args) => render(args),
-        Command::Load(args) => runtime.block_on(load(args)),
+        Command::Load(args) => load(args),
     }
 }
 
@@ -289,34 +335,94 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn load(args: LoadArgs) -> anyhow::Result<()> {
+fn load(args: LoadArgs) -> anyhow::Result<()> {
+    // Everything the user got wrong is reported before a single connection is made.
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(!args.duration.is_zero(), "--duration must be positive");
     anyhow::ensure!(
-        args.duration.is_finite() && args.duration > 0.0,
-        "--duration must be a positive number of seconds"
+        (0.0..=1.0).contains(&args.slow_fraction),
+        "--slow-fraction must be between 0 and 1"
     );
+    anyhow::ensure!(args.threads > 0, "--threads must be at least 1");
     anyhow::ensure!(
-        args.ramp.is_finite() && args.ramp >= 0.0,
-        "--ramp must be a non-negative number of seconds"
+        args.pcm_bytes_per_second > 0,
+        "--pcm-bytes-per-second must be positive"
     );
+    let slos = args
+        .slos
+        .iter()
+        .map(|text| auralis::load::Slo::parse(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let transport = auralis::load::Transport::of_url(&args.url).with_context(|| {
+        format!(
+            "--url {:?}: expected ws://HOST:PORT/ws or http://HOST:PORT/PATH",
+            args.url
+        )
+    })?;
     let mut url = args.url;
-    if let Some(station) = args.station {
+    if let Some(station) = &args.station {
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str("station=");
-        url.push_str(&station);
+        url.push_str(station);
     }
+    let metrics_url = if args.no_server_metrics {
+        None
+    } else {
+        args.metrics_url
+            .or_else(|| auralis::load::metrics_url_for(&url))
+    };
+    // 100 ms of audio per timed chunk, as auralis sends it.
+    let chunk_bytes = (args.pcm_bytes_per_second / 10).max(1);
     let config = auralis::load::LoadConfig {
         url,
+        transport,
         clients: args.clients,
-        duration: Duration::from_secs_f64(args.duration),
-        ramp: Duration::from_secs_f64(args.ramp),
+        duration: args.duration,
+        ramp: args.ramp,
+        prebuffer: Duration::from_millis(args.prebuffer_ms),
+        slow_fraction: args.slow_fraction,
+        slow_mode: match args.slow_mode {
+            SlowModeArg::Slow => auralis::load::SlowMode::Slow,
+            SlowModeArg::Stall => auralis::load::SlowMode::Stall,
+            SlowModeArg::Mixed => auralis::load::SlowMode::Mixed,
+        },
+        metrics_url,
+        station: args.station,
+        slos,
+        pcm: auralis::load::PcmFormat {
+            bytes_per_second: args.pcm_bytes_per_second,
+            chunk_bytes,
+        },
+        threads: args.threads,
+        progress: true,
     };
-    let report = auralis::load::run(&config).await;
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
+    let report = runtime.block_on(auralis::load::run(&config));
     print!("{}", auralis::load::summary(&report));
     if let Some(path) = args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     anyhow::ensure!(report.connected > 0, "no client could connect");
+    if !report.passed {
+        let missed: Vec<&str> = report
+            .slo
+            .iter()
+            .filter(|o| !o.passed)
+            .map(|o| o.slo.as_str())
+            .collect();
+        eprintln!("auralis load: thresholds missed: {}", missed.join(", "));
+        std::process::exit(SLO_MISSED_EXIT_CODE);
+    }
     Ok(())
 }

@@ -1,291 +1,351 @@
-//! `auralis load`: connects many WebSocket listeners and measures what they experience.
+//! `auralis load`: connects many listeners to a stream and measures what they experience.
 //!
-//! Per client: sequence gaps and discontinuities, underrun-fill chunks, inter-arrival jitter (the
-//! difference between the arrival interval and the chunk period), startup (connect to first audio)
-//! and delivery latency (server send time to receipt; meaningful on one host or with synced
-//! clocks). Results are merged into HDR histograms and printed as a summary, optionally as JSON.
+//! - [`client`]: one listener over WebSocket or plain HTTP (an Icecast mount), healthy or
+//!   deliberately slow.
+//! - [`playout`]: the simulated player buffer that turns arrival times into heard underruns.
+//! - [`clock`]: the server clock offset from `ping`/`pong`, for latency across hosts.
+//! - [`report`]: HDR-histogram aggregation, the summary table and threshold outcomes.
+//! - [`slo`]: `--slo` thresholds.
+//! - [`server_metrics`]: the server's `/metrics` before and after, shown beside the client view.
 
+pub mod client;
+pub mod clock;
+pub mod playout;
+pub mod report;
+pub mod server_metrics;
+pub mod slo;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use hdrhistogram::Histogram;
-use serde::Serialize;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::pipeline::unix_nanos;
-use crate::stream::protocol::{FrameHeader, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL};
+pub use client::{Behaviour, LiveCounters, PcmFormat};
+pub use report::{summary, GroupReport, LoadReport, Percentiles};
+pub use slo::{Slo, SloError};
 
-/// What to run.
-#[derive(Clone, Debug)]
-pub struct LoadConfig {
-    /// `ws://host:port/ws?station=...`
-    pub url: String,
-    pub clients: usize,
-    pub duration: Duration,
-    /// Clients are started evenly over this time.
-    pub ramp: Duration,
+use report::{Group, HarnessReport};
+use server_metrics::{Scrape, ServerView};
+
+/// How the listeners connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Auralis' WebSocket protocol (`ws://`).
+    WebSocket,
+    /// A plain HTTP stream of raw PCM (`http://`), e.g. an Icecast mount.
+    Http,
 }
 
-/// One client's measurements.
-struct ClientResult {
-    connected: bool,
-    error: Option<String>,
-    chunks: u64,
-    bytes: u64,
-    gaps: u64,
-    missing_chunks: u64,
-    discontinuities: u64,
-    underrun_fills: u64,
-    startup_us: Option<u64>,
-    jitter_us: Histogram<u64>,
-    latency_us: Histogram<u64>,
-}
-
-/// Percentiles of one measurement, in milliseconds.
-#[derive(Serialize, Debug, Clone, Copy, Default)]
-pub struct Percentiles {
-    pub count: u64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-}
-
-impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Self {
-        let ms = |us: u64| us as f64 / 1000.0;
-        if h.is_empty() {
-            return Self::default();
+impl Transport {
+    /// Chosen by the URL's scheme.
+    pub fn of_url(url: &str) -> Option<Self> {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("ws://") {
+            Some(Transport::WebSocket)
+        } else if lower.starts_with("http://") {
+            Some(Transport::Http)
+        } else {
+            None
         }
-        Self {
-            count: h.len(),
-            p50_ms: ms(h.value_at_quantile(0.50)),
-            p90_ms: ms(h.value_at_quantile(0.90)),
-            p95_ms: ms(h.value_at_quantile(0.95)),
-            p99_ms: ms(h.value_at_quantile(0.99)),
-            max_ms: ms(h.max()),
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Http => "http",
         }
     }
 }
 
-/// The whole run.
-#[derive(Serialize, Debug, Clone)]
-pub struct LoadReport {
+/// Which kind of poor reader the slow fraction of clients is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowMode {
+    /// Reads at half the stream rate.
+    Slow,
+    /// Stops reading after the first audio, connection left open.
+    Stall,
+    /// Alternates the two.
+    Mixed,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
     pub url: String,
+    pub transport: Transport,
     pub clients: usize,
-    pub connected: usize,
-    pub failed: usize,
-    pub first_errors: Vec<String>,
-    pub duration_seconds: f64,
-    pub chunks: u64,
-    pub bytes: u64,
-    pub receive_mbit_per_second: f64,
-    /// Places where a client saw a sequence jump without a discontinuity flag.
-    pub gaps: u64,
-    pub missing_chunks: u64,
-    pub discontinuities: u64,
-    pub underrun_fills: u64,
-    pub jitter: Percentiles,
-    pub startup: Percentiles,
-    pub latency: Percentiles,
+    pub duration: Duration,
+    /// Clients are started evenly over this time; the measured window is ramp + duration.
+    pub ramp: Duration,
+    /// Audio the simulated player queues before it starts.
+    pub prebuffer: Duration,
+    /// Share of clients (0..=1) that read slowly or stall.
+    pub slow_fraction: f64,
+    pub slow_mode: SlowMode,
+    /// Where to scrape the server's metrics before and after, if anywhere.
+    pub metrics_url: Option<String>,
+    /// The station listened to, to read only its series from the metrics (all when `None`).
+    pub station: Option<String>,
+    pub slos: Vec<Slo>,
+    /// The raw PCM format of an HTTP stream.
+    pub pcm: PcmFormat,
+    /// Runtime worker threads the harness was started with (for the report).
+    pub threads: usize,
+    /// Draw a progress bar on stderr (only drawn when stderr is a terminal).
+    pub progress: bool,
 }
 
-fn histogram() -> Histogram<u64> {
-    // Microseconds up to 10 minutes, 3 significant figures.
-    Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
+impl LoadConfig {
+    /// The behaviour of client `index`: the slow ones are spread evenly through the ramp.
+    pub fn behaviour(&self, index: usize) -> Behaviour {
+        let fraction = self.slow_fraction.clamp(0.0, 1.0);
+        let slow_before = |i: usize| (i as f64 * fraction).floor() as usize;
+        let slow_rank = slow_before(index);
+        if slow_before(index + 1) == slow_rank {
+            return Behaviour::Healthy;
+        }
+        match self.slow_mode {
+            SlowMode::Slow => Behaviour::SlowReader,
+            SlowMode::Stall => Behaviour::Stalled,
+            SlowMode::Mixed if slow_rank % 2 == 0 => Behaviour::Stalled,
+            SlowMode::Mixed => Behaviour::SlowReader,
+        }
+    }
 }
 
-/// Runs the load and returns the report.
+/// The metrics URL of a `ws://HOST:PORT/...` stream: `http://HOST:PORT/metrics`.
+pub fn metrics_url_for(stream_url: &str) -> Option<String> {
+    let rest = stream_url.strip_prefix("ws://")?;
+    let authority = rest.split(['/', '?']).next().filter(|a| !a.is_empty())?;
+    Some(format!("http://{authority}/metrics"))
+}
+
+/// Runs the load and returns the report with thresholds evaluated.
 pub async fn run(config: &LoadConfig) -> LoadReport {
+    let before = scrape(config).await;
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let end = started + config.ramp + config.duration;
+    let live = Arc::new(LiveCounters::default());
+    let healthy = Arc::new(Group::new());
+    let slow = Arc::new(Group::new());
     let mut tasks = Vec::with_capacity(config.clients);
+    let mut slow_clients = 0;
     for i in 0..config.clients {
         let offset = if config.clients > 1 {
             config.ramp.mul_f64(i as f64 / (config.clients - 1) as f64)
         } else {
             Duration::ZERO
         };
-        let url = config.url.clone();
+        let behaviour = config.behaviour(i);
+        let group = if behaviour == Behaviour::Healthy {
+            Arc::clone(&healthy)
+        } else {
+            slow_clients += 1;
+            Arc::clone(&slow)
+        };
+        let (url, live, transport, pcm) = (
+            config.url.clone(),
+            Arc::clone(&live),
+            config.transport,
+            config.pcm,
+        );
+        let prebuffer = config.prebuffer.as_secs_f64();
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(started + offset).await;
-            run_client(&url, end).await
+            match transport {
+                Transport::WebSocket => {
+                    client::run_websocket(&url, behaviour, end, prebuffer, &group, &live).await
+                }
+                Transport::Http => {
+                    client::run_http(&url, behaviour, end, prebuffer, pcm, &group, &live).await
+                }
+            }
         }));
     }
+    let progress = config
+        .progress
+        .then(|| spawn_progress(config, started, end, Arc::clone(&live)));
+    for task in tasks {
+        // A panicking client task is a harness bug; its tally is simply missing from the report.
+        let _ = task.await;
+    }
+    if let Some((bar, ticker)) = progress {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    let duration_seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = process_cpu_seconds() - cpu_before;
+    let after = scrape(config).await;
+
+    let (healthy, mut first_errors) = healthy.finish();
+    let (slow, slow_errors) = slow.finish();
+    first_errors.extend(slow_errors.into_iter().map(|e| format!("slow client: {e}")));
+    first_errors.truncate(5);
+    let (server, server_error) = match (before, after) {
+        (Some(Ok(before)), Some(Ok(after))) => (Some(ServerView::between(&before, &after)), None),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => (None, Some(e)),
+        _ => (None, None),
+    };
+    let connected = healthy.connected + slow.connected;
+    let bytes = healthy.bytes + slow.bytes;
+    let chunks = healthy.chunks + slow.chunks;
     let mut report = LoadReport {
         url: config.url.clone(),
+        transport: config.transport.name(),
         clients: config.clients,
-        connected: 0,
-        failed: 0,
-        first_errors: Vec::new(),
-        duration_seconds: 0.0,
-        chunks: 0,
-        bytes: 0,
-        receive_mbit_per_second: 0.0,
-        gaps: 0,
-        missing_chunks: 0,
-        discontinuities: 0,
-        underrun_fills: 0,
-        jitter: Percentiles::default(),
-        startup: Percentiles::default(),
-        latency: Percentiles::default(),
+        slow_clients,
+        connected,
+        failed: config.clients as u64 - connected.min(config.clients as u64),
+        first_errors,
+        duration_seconds,
+        prebuffer_ms: config.prebuffer.as_secs_f64() * 1000.0,
+        harness: HarnessReport {
+            threads: config.threads,
+            cpu_seconds,
+            cpu_ratio: cpu_seconds / duration_seconds.max(1e-9),
+            receive_mbit_per_second: bytes as f64 * 8.0 / 1e6 / duration_seconds.max(1e-9),
+            chunks_per_second: chunks as f64 / duration_seconds.max(1e-9),
+        },
+        healthy,
+        slow,
+        server,
+        server_error,
+        slo: Vec::new(),
+        passed: true,
     };
-    let (mut jitter, mut startup, mut latency) = (histogram(), histogram(), histogram());
-    for task in tasks {
-        let Ok(result) = task.await else {
-            report.failed += 1;
-            continue;
-        };
-        if result.connected {
-            report.connected += 1;
-        } else {
-            report.failed += 1;
-        }
-        if let Some(error) = result.error {
-            if report.first_errors.len() < 5 {
-                report.first_errors.push(error);
-            }
-        }
-        report.chunks += result.chunks;
-        report.bytes += result.bytes;
-        report.gaps += result.gaps;
-        report.missing_chunks += result.missing_chunks;
-        report.discontinuities += result.discontinuities;
-        report.underrun_fills += result.underrun_fills;
-        let _ = jitter.add(&result.jitter_us);
-        let _ = latency.add(&result.latency_us);
-        if let Some(us) = result.startup_us {
-            let _ = startup.record(us.max(1));
-        }
-    }
-    report.duration_seconds = started.elapsed().as_secs_f64();
-    report.receive_mbit_per_second =
-        report.bytes as f64 * 8.0 / 1e6 / report.duration_seconds.max(1e-9);
-    report.jitter = Percentiles::of(&jitter);
-    report.startup = Percentiles::of(&startup);
-    report.latency = Percentiles::of(&latency);
+    report.evaluate(&config.slos);
     report
 }
 
-async fn run_client(url: &str, end: Instant) -> ClientResult {
-    let mut result = ClientResult {
-        connected: false,
-        error: None,
-        chunks: 0,
-        bytes: 0,
-        gaps: 0,
-        missing_chunks: 0,
-        discontinuities: 0,
-        underrun_fills: 0,
-        startup_us: None,
-        jitter_us: histogram(),
-        latency_us: histogram(),
-    };
-    let connect_start = Instant::now();
-    let connected = tokio::time::timeout_at(end, tokio_tungstenite::connect_async(url)).await;
-    let mut socket = match connected {
-        Ok(Ok((socket, _))) => socket,
-        Ok(Err(e)) => {
-            result.error = Some(format!("connect: {e}"));
-            return result;
-        }
-        Err(_) => {
-            result.error = Some("connect: timed out".to_string());
-            return result;
-        }
-    };
-    result.connected = true;
-    let mut last: Option<(u64, Instant)> = None;
-    let mut period: Option<Duration> = None;
-    let mut intervals_regular = false;
-    loop {
-        let message = match tokio::time::timeout_at(end, socket.next()).await {
-            Err(_) => break, // the run is over
-            Ok(None) => {
-                result.error = Some("server closed the connection".to_string());
-                break;
-            }
-            Ok(Some(Err(e))) => {
-                result.error = Some(format!("receive: {e}"));
-                break;
-            }
-            Ok(Some(Ok(message))) => message,
-        };
-        let Message::Binary(data) = message else {
-            continue;
-        };
-        let now = Instant::now();
-        let Ok((header, _)) = FrameHeader::decode(&data) else {
-            result.error = Some("undecodable audio frame".to_string());
-            break;
-        };
-        result.chunks += 1;
-        result.bytes += data.len() as u64;
-        let chunk_period = *period.get_or_insert_with(|| {
-            Duration::from_secs_f64(header.frames as f64 / header.sample_rate.max(1) as f64)
-        });
-        if header.flags & FLAG_UNDERRUN_FILL != 0 {
-            result.underrun_fills += 1;
-        }
-        let discontinuity = header.flags & FLAG_DISCONTINUITY != 0;
-        if discontinuity {
-            result.discontinuities += 1;
-        }
-        let receive_unix = unix_nanos();
-        let _ = result
-            .latency_us
-            .record((receive_unix.saturating_sub(header.sent_unix_ns) / 1000).max(1));
-        match last {
-            None => result.startup_us = Some(now.duration_since(connect_start).as_micros() as u64),
-            Some((sequence, at)) => {
-                if header.sequence != sequence + 1 && !discontinuity {
-                    result.gaps += 1;
-                    result.missing_chunks += header.sequence.saturating_sub(sequence + 1);
-                }
-                // The first frame is the catch-up frame sent at connect: its interval is not
-                // a delivery interval.
-                if intervals_regular && !discontinuity {
-                    let interval = now.duration_since(at).as_secs_f64();
-                    let jitter = (interval - chunk_period.as_secs_f64()).abs();
-                    let _ = result.jitter_us.record(((jitter * 1e6) as u64).max(1));
-                }
-                intervals_regular = !discontinuity;
-            }
-        }
-        last = Some((header.sequence, now));
-    }
-    let _ = socket.close(None).await;
-    result
+/// Scrapes `/metrics` (with a short timeout) if a URL is set.
+async fn scrape(config: &LoadConfig) -> Option<Result<Scrape, String>> {
+    let url = config.metrics_url.as_deref()?;
+    let fetched = tokio::time::timeout(Duration::from_secs(5), client::http_get_body(url)).await;
+    Some(match fetched {
+        Ok(Ok(body)) => Ok(Scrape::parse(&body, config.station.as_deref())),
+        Ok(Err(e)) => Err(format!("{url}: {e}")),
+        Err(_) => Err(format!("{url}: timed out")),
+    })
 }
 
-/// Human-readable summary.
-pub fn summary(report: &LoadReport) -> String {
-    let row = |name: &str, p: &Percentiles| {
-        format!(
-            "  {name:<10} p50 {:>8.2} ms  p90 {:>8.2} ms  p95 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  (n={})\n",
-            p.p50_ms, p.p90_ms, p.p95_ms, p.p99_ms, p.max_ms, p.count
-        )
+/// CPU time this process has used, in seconds (0 where the platform does not say).
+fn process_cpu_seconds() -> f64 {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+    let Ok(pid) = sysinfo::get_current_pid() else {
+        return 0.0;
     };
-    let mut out = format!(
-        "auralis load: {} clients ({} connected, {} failed) for {:.1} s against {}\n",
-        report.clients, report.connected, report.failed, report.duration_seconds, report.url
+    let mut system = System::new();
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        false,
+        ProcessRefreshKind::nothing().with_cpu(),
     );
-    out += &format!(
-        "  chunks {}  gaps {} ({} chunks missing)  discontinuities {}  underrun fills {}  receive {:.1} Mbit/s\n",
-        report.chunks,
-        report.gaps,
-        report.missing_chunks,
-        report.discontinuities,
-        report.underrun_fills,
-        report.receive_mbit_per_second
+    system
+        .process(pid)
+        .map_or(0.0, |p| p.accumulated_cpu_time() as f64 / 1000.0)
+}
+
+/// A progress bar over the run, fed from the live counters four times a second.
+fn spawn_progress(
+    config: &LoadConfig,
+    started: Instant,
+    end: Instant,
+    live: Arc<LiveCounters>,
+) -> (ProgressBar, tokio::task::JoinHandle<()>) {
+    let total = end.duration_since(started).as_millis() as u64;
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    out += &row("jitter", &report.jitter);
-    out += &row("startup", &report.startup);
-    out += &row("latency", &report.latency);
-    for error in &report.first_errors {
-        out += &format!("  error: {error}\n");
+    let clients = config.clients;
+    let ticker_bar = bar.clone();
+    let ticker = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last_chunks = 0;
+        loop {
+            tick.tick().await;
+            let chunks = live.chunks.load(Ordering::Relaxed);
+            let connected = live.connected.load(Ordering::Relaxed);
+            let ended = live.ended.load(Ordering::Relaxed);
+            ticker_bar.set_position(started.elapsed().as_millis() as u64);
+            ticker_bar.set_message(format!(
+                "{}/{clients} listening  {} chunks/s  {} gaps  {:.0} Mbit/s total",
+                connected.saturating_sub(ended),
+                (chunks - last_chunks) * 4,
+                live.gaps.load(Ordering::Relaxed),
+                live.bytes.load(Ordering::Relaxed) as f64 * 8.0
+                    / 1e6
+                    / started.elapsed().as_secs_f64().max(1e-9),
+            ));
+            last_chunks = chunks;
+        }
+    });
+    (bar, ticker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(slow_fraction: f64, slow_mode: SlowMode) -> LoadConfig {
+        LoadConfig {
+            url: "ws://127.0.0.1:1/ws".into(),
+            transport: Transport::WebSocket,
+            clients: 100,
+            duration: Duration::from_secs(1),
+            ramp: Duration::ZERO,
+            prebuffer: Duration::from_millis(200),
+            slow_fraction,
+            slow_mode,
+            metrics_url: None,
+            station: None,
+            slos: Vec::new(),
+            pcm: PcmFormat {
+                bytes_per_second: 192_000,
+                chunk_bytes: 19_200,
+            },
+            threads: 1,
+            progress: false,
+        }
     }
-    out
+
+    #[test]
+    fn the_slow_fraction_is_exact_and_spread_out() {
+        let c = config(0.1, SlowMode::Mixed);
+        let slow: Vec<usize> = (0..100)
+            .filter(|&i| c.behaviour(i) != Behaviour::Healthy)
+            .collect();
+        assert_eq!(slow.len(), 10);
+        assert!(slow.windows(2).all(|w| w[1] - w[0] == 10), "{slow:?}");
+        let stalled = slow
+            .iter()
+            .filter(|&&i| c.behaviour(i) == Behaviour::Stalled)
+            .count();
+        assert_eq!(stalled, 5, "mixed alternates stall and slow");
+        assert!((0..100).all(|i| config(0.0, SlowMode::Stall).behaviour(i) == Behaviour::Healthy));
+        assert!((0..100).all(|i| config(1.0, SlowMode::Slow).behaviour(i) == Behaviour::SlowReader));
+    }
+
+    #[test]
+    fn transport_and_metrics_url_follow_the_stream_url() {
+        assert_eq!(Transport::of_url("ws://h:1/ws"), Some(Transport::WebSocket));
+        assert_eq!(
+            Transport::of_url("http://h:1/live.pcm"),
+            Some(Transport::Http)
+        );
+        assert_eq!(Transport::of_url("wss://h/ws"), None);
+        assert_eq!(
+            metrics_url_for("ws://127.0.0.1:8080/ws?station=a").as_deref(),
+            Some("http://127.0.0.1:8080/metrics")
+        );
+        assert_eq!(
+            metrics_url_for("ws://[::1]:9/ws").as_deref(),
+            Some("http://[::1]:9/metrics")
+        );
+        assert_eq!(metrics_url_for("http://h/x"), None);
+    }
 }

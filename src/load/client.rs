@@ -1,0 +1,424 @@
+//! One simulated listener: connects, reads the stream as a player would (or slowly, or not at
+//! all), and records what it saw.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::http::Uri;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::clock::ClockOffset;
+use super::playout::Playout;
+use super::report::{record_us, Group, Tally};
+use crate::pipeline::unix_nanos;
+use crate::stream::protocol::{FrameHeader, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL};
+
+/// How a client reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Reads everything as it arrives.
+    Healthy,
+    /// Reads one message (or chunk of bytes) per two chunk periods: falls behind steadily.
+    SlowReader,
+    /// Reads the first audio, then never reads again while keeping the connection open.
+    Stalled,
+}
+
+/// Counters the progress display reads while the run goes on.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub connected: AtomicU64,
+    pub ended: AtomicU64,
+    pub chunks: AtomicU64,
+    pub bytes: AtomicU64,
+    pub gaps: AtomicU64,
+}
+
+/// What a plain HTTP stream carries (it has no frame headers to say so).
+#[derive(Clone, Copy, Debug)]
+pub struct PcmFormat {
+    pub bytes_per_second: u32,
+    /// Bytes counted as one "chunk" for inter-arrival timing.
+    pub chunk_bytes: u32,
+}
+
+/// Intervals in the first second after first audio are not timed: they hold the catch-up
+/// frame (WebSocket) or a burst-on-connect (Icecast), not steady delivery.
+const WARM_UP: Duration = Duration::from_secs(1);
+/// Pings for the clock offset: one at connect, then at this period.
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// Longest wait for an HTTP response head.
+const HTTP_HEAD_LIMIT: usize = 16 * 1024;
+
+/// Timing and continuity shared by both transports.
+struct Tracker<'a> {
+    group: &'a Group,
+    live: &'a LiveCounters,
+    tally: Tally,
+    connect_started: Instant,
+    first_audio: Option<Instant>,
+    last_arrival: Option<Instant>,
+    last_sequence: Option<u64>,
+    /// Whether the interval ending at the next arrival is steady delivery.
+    regular: bool,
+    playout: Playout,
+    clock: ClockOffset,
+}
+
+impl<'a> Tracker<'a> {
+    fn new(group: &'a Group, live: &'a LiveCounters, prebuffer_seconds: f64) -> Self {
+        Self {
+            group,
+            live,
+            tally: Tally::default(),
+            connect_started: Instant::now(),
+            first_audio: None,
+            last_arrival: None,
+            last_sequence: None,
+            regular: false,
+            playout: Playout::new(prebuffer_seconds),
+            clock: ClockOffset::default(),
+        }
+    }
+
+    fn connected(&mut self) {
+        self.tally.connected = true;
+        self.live.connected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One chunk of audio arrived. `period` is its duration; `stamps` are the server's
+    /// (rendered, sent) wall-clock times when the transport carries them.
+    fn on_chunk(
+        &mut self,
+        now: Instant,
+        period: Duration,
+        bytes: u64,
+        stamps: Option<(u64, u64)>,
+        discontinuity: bool,
+    ) {
+        self.tally.chunks += 1;
+        self.tally.bytes += bytes;
+        self.live.chunks.fetch_add(1, Ordering::Relaxed);
+        self.live.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let first = *self.first_audio.get_or_insert(now);
+        let receive_unix = unix_nanos();
+        let local_stamps = stamps.and_then(|(rendered, sent)| {
+            Some((
+                self.clock.to_local_ns(rendered)?,
+                self.clock.to_local_ns(sent)?,
+            ))
+        });
+        let startup =
+            (self.last_arrival.is_none()).then(|| now.duration_since(self.connect_started));
+        let interval = self
+            .last_arrival
+            .filter(|_| self.regular && !discontinuity && now.duration_since(first) >= WARM_UP)
+            .map(|last| now.duration_since(last));
+        self.group.with_timings(|t| {
+            if let Some(startup) = startup {
+                record_us(&mut t.startup, startup.as_micros() as u64);
+            }
+            if let Some(interval) = interval {
+                record_us(&mut t.interarrival, interval.as_micros() as u64);
+                let jitter = interval.as_secs_f64() - period.as_secs_f64();
+                record_us(&mut t.jitter, (jitter.abs() * 1e6) as u64);
+            }
+            if let Some((rendered, sent)) = local_stamps {
+                record_us(&mut t.latency, receive_unix.saturating_sub(rendered) / 1000);
+                record_us(&mut t.delivery, receive_unix.saturating_sub(sent) / 1000);
+            }
+        });
+        self.playout.on_audio(
+            now.duration_since(self.connect_started).as_secs_f64(),
+            period.as_secs_f64(),
+        );
+        self.regular = !discontinuity;
+        self.last_arrival = Some(now);
+    }
+
+    fn on_sequence(&mut self, sequence: u64, discontinuity: bool) {
+        if let Some(last) = self.last_sequence {
+            if sequence != last + 1 && !discontinuity {
+                self.tally.gaps += 1;
+                self.tally.missing_chunks += sequence.saturating_sub(last + 1);
+                self.live.gaps.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.last_sequence = Some(sequence);
+    }
+
+    fn fail(&mut self, error: String) {
+        if self.tally.connected {
+            self.tally.disconnected = true;
+        }
+        self.tally.error = Some(error);
+    }
+
+    fn finish(mut self) {
+        self.tally.playout_underruns = self.playout.underruns();
+        self.tally.starved_seconds = self.playout.starved_seconds();
+        if let Some(rtt) = self.clock.round_trip_ns() {
+            self.group
+                .with_timings(|t| record_us(&mut t.clock_round_trip, rtt / 1000));
+        }
+        self.live.ended.fetch_add(1, Ordering::Relaxed);
+        self.group.add(self.tally);
+    }
+}
+
+/// The `pong` fields the client needs.
+#[derive(Deserialize)]
+struct Pong {
+    #[serde(rename = "type")]
+    kind: String,
+    client_time: Option<f64>,
+    server_time_unix_ns: Option<u64>,
+}
+
+/// A WebSocket listener until `end`.
+pub(crate) async fn run_websocket(
+    url: &str,
+    behaviour: Behaviour,
+    end: Instant,
+    prebuffer_seconds: f64,
+    group: &Group,
+    live: &LiveCounters,
+) {
+    let mut tracker = Tracker::new(group, live, prebuffer_seconds);
+    let mut socket = match tokio::time::timeout_at(end, tokio_tungstenite::connect_async(url)).await
+    {
+        Ok(Ok((socket, _))) => socket,
+        Ok(Err(e)) => return finish_failed(tracker, format!("connect: {e}")),
+        Err(_) => return finish_failed(tracker, "connect: timed out".to_string()),
+    };
+    tracker.connected();
+    // Outstanding ping: its number and local send time.
+    let mut ping: Option<(u64, u64)> = None;
+    let mut pings_sent = 0u64;
+    // Only healthy clients ping: the others measure how the server treats a poor reader.
+    let mut next_ping = if behaviour == Behaviour::Healthy {
+        Instant::now()
+    } else {
+        end
+    };
+    let mut stalled = false;
+    loop {
+        if Instant::now() >= next_ping && Instant::now() < end {
+            // An unanswered ping is replaced: its pong was lost or is too late to be useful.
+            pings_sent += 1;
+            let text = format!(r#"{{"type":"ping","client_time":{pings_sent}}}"#);
+            ping = Some((pings_sent, unix_nanos()));
+            next_ping = Instant::now() + PING_EVERY;
+            if let Err(e) = socket.send(Message::Text(text.into())).await {
+                tracker.fail(format!("send ping: {e}"));
+                break;
+            }
+        }
+        if stalled {
+            // Keep the connection open without reading: the server's queue for us fills.
+            tokio::time::sleep_until(end).await;
+            break;
+        }
+        let message = match tokio::time::timeout_at(end.min(next_ping), socket.next()).await {
+            Err(_) if Instant::now() >= end => break,
+            Err(_) => continue, // time to ping
+            Ok(None) => {
+                tracker.fail("server closed the connection".to_string());
+                break;
+            }
+            Ok(Some(Err(e))) => {
+                tracker.fail(format!("receive: {e}"));
+                break;
+            }
+            Ok(Some(Ok(message))) => message,
+        };
+        let now = Instant::now();
+        match message {
+            Message::Binary(data) => {
+                let Ok((header, _)) = FrameHeader::decode(&data) else {
+                    tracker.fail("undecodable audio frame".to_string());
+                    break;
+                };
+                let discontinuity = header.flags & FLAG_DISCONTINUITY != 0;
+                if header.flags & FLAG_UNDERRUN_FILL != 0 {
+                    tracker.tally.underrun_fills += 1;
+                }
+                if discontinuity {
+                    tracker.tally.discontinuities += 1;
+                }
+                tracker.on_sequence(header.sequence, discontinuity);
+                let period = Duration::from_secs_f64(
+                    f64::from(header.frames) / f64::from(header.sample_rate.max(1)),
+                );
+                let stamps = Some((header.rendered_unix_ns, header.sent_unix_ns));
+                tracker.on_chunk(now, period, data.len() as u64, stamps, discontinuity);
+                match behaviour {
+                    Behaviour::Healthy => {}
+                    Behaviour::SlowReader => tokio::time::sleep(period * 2).await,
+                    Behaviour::Stalled => stalled = true,
+                }
+            }
+            Message::Text(text) => {
+                let received = unix_nanos();
+                if let (Ok(pong), Some((number, sent))) =
+                    (serde_json::from_str::<Pong>(&text), ping)
+                {
+                    if pong.kind == "pong" && pong.client_time == Some(number as f64) {
+                        if let Some(server) = pong.server_time_unix_ns {
+                            tracker.clock.observe(sent, server, received);
+                        }
+                        ping = None;
+                    }
+                }
+            }
+            Message::Close(frame) => {
+                let reason = frame.map_or_else(
+                    || "no close frame".to_string(),
+                    |f| format!("{} {}", f.code, f.reason),
+                );
+                tracker.fail(format!("server closed the connection: {reason}"));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
+    tracker.finish();
+}
+
+fn finish_failed(mut tracker: Tracker<'_>, error: String) {
+    tracker.fail(error);
+    tracker.finish();
+}
+
+/// A plain HTTP stream reader (an Icecast mount of raw PCM, say) until `end`. Arrivals are
+/// timed per `format.chunk_bytes` of body.
+pub(crate) async fn run_http(
+    url: &str,
+    behaviour: Behaviour,
+    end: Instant,
+    prebuffer_seconds: f64,
+    format: PcmFormat,
+    group: &Group,
+    live: &LiveCounters,
+) {
+    let mut tracker = Tracker::new(group, live, prebuffer_seconds);
+    let (mut stream, body_start) = match tokio::time::timeout_at(end, http_get(url)).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => return finish_failed(tracker, e.to_string()),
+        Err(_) => return finish_failed(tracker, "connect: timed out".to_string()),
+    };
+    tracker.connected();
+    let chunk_bytes = u64::from(format.chunk_bytes.max(1));
+    let period =
+        Duration::from_secs_f64(chunk_bytes as f64 / f64::from(format.bytes_per_second.max(1)));
+    let mut pending = 0u64; // body bytes not yet counted as a whole chunk
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut received = body_start.len();
+    loop {
+        pending += received as u64;
+        let now = Instant::now();
+        while pending >= chunk_bytes {
+            pending -= chunk_bytes;
+            tracker.on_chunk(now, period, chunk_bytes, None, false);
+            match behaviour {
+                Behaviour::Healthy => {}
+                Behaviour::SlowReader => tokio::time::sleep(period * 2).await,
+                Behaviour::Stalled => {
+                    tokio::time::sleep_until(end).await;
+                    tracker.finish();
+                    return;
+                }
+            }
+        }
+        received = match tokio::time::timeout_at(end, stream.read(&mut buffer)).await {
+            Err(_) => break,
+            Ok(Ok(0)) => {
+                tracker.fail("server closed the connection".to_string());
+                break;
+            }
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracker.fail(format!("receive: {e}"));
+                break;
+            }
+        };
+    }
+    tracker.finish();
+}
+
+/// Why an HTTP request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("bad URL {0:?}: expected http://HOST[:PORT]/PATH")]
+    BadUrl(String),
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("HTTP I/O: {0}")]
+    Io(std::io::Error),
+    #[error("HTTP response head missing or longer than {HTTP_HEAD_LIMIT} bytes")]
+    BadHead,
+    #[error("HTTP status {0}")]
+    Status(String),
+}
+
+/// Sends `GET` over HTTP/1.0 and reads the response head. Returns the stream and the body bytes
+/// read past the head. A streaming reader needs nothing more than this, so no HTTP client crate
+/// is pulled in.
+pub async fn http_get(url: &str) -> Result<(TcpStream, Vec<u8>), HttpError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| HttpError::BadUrl(url.to_string()))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(HttpError::BadUrl(url.to_string()));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| HttpError::BadUrl(url.to_string()))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut stream = TcpStream::connect((host, port))
+        .await
+        .map_err(HttpError::Connect)?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: auralis-load\r\nAccept: */*\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(HttpError::Io)?;
+    let mut head = Vec::with_capacity(1024);
+    let mut byte_buffer = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut byte_buffer).await.map_err(HttpError::Io)?;
+        if n == 0 {
+            return Err(HttpError::BadHead);
+        }
+        head.extend_from_slice(&byte_buffer[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body = head.split_off(end + 4);
+            let status_line = String::from_utf8_lossy(
+                &head[..head.iter().position(|&b| b == b'\r').unwrap_or(0)],
+            )
+            .into_owned();
+            let status = status_line.split_whitespace().nth(1).unwrap_or("");
+            if status != "200" {
+                return Err(HttpError::Status(status_line));
+            }
+            return Ok((stream, body));
+        }
+        if head.len() > HTTP_HEAD_LIMIT {
+            return Err(HttpError::BadHead);
+        }
+    }
+}
+
+/// `GET` a whole (non-streaming) HTTP/1.0 body, e.g. `/metrics`.
+pub async fn http_get_body(url: &str) -> Result<String, HttpError> {
+    let (mut stream, mut body) = http_get(url).await?;
+    stream.read_to_end(&mut body).await.map_err(HttpError::Io)?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
