@@ -17,8 +17,10 @@ done
 
 # System packages the suites use. Installed only when missing; a missing tool fails the run.
 # chromium: the browser end-to-end test; nodejs: the browser client's unit tests;
-# prometheus, prometheus-alertmanager: promtool and amtool for the rules and their unit tests.
-packages=(curl chromium prometheus prometheus-alertmanager)
+# prometheus, prometheus-alertmanager: promtool and amtool for the rules and their unit tests;
+# libasound2-dev, pkg-config: build the `playback` feature (cpal on ALSA); jackd2: the real-time
+# JACK dummy sink the native-listener test plays into through ALSA.
+packages=(curl chromium prometheus prometheus-alertmanager libasound2-dev pkg-config jackd2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -4,12 +4,14 @@
 //! [`synth`] (composer + renderer, on its own thread) -> [`pipeline::ring`] (lock-free SPSC) ->
 //! [`pipeline::pacer`] (absolute 100 ms deadlines) -> [`stream::hub`] (encode once, fan out) ->
 //! [`stream::ws`] (one task pair per listener). [`telemetry`] records every stage; [`http`] serves
-//! it all; [`server::run`] wires it together.
+//! it all; [`server::run`] wires it together. On the listening side, [`listen`] plays a stream
+//! through the sound card and [`load`] measures many listeners at once.
 
 pub mod config;
 pub mod control;
 pub mod dashboard;
 pub mod http;
+pub mod listen;
 pub mod load;
 pub mod pipeline;
 pub mod render;

@@ -31,6 +31,33 @@ enum Command {
     Render(RenderArgs),
     /// Connect many listeners to a server and report what they experience.
     Load(LoadArgs),
+    /// Play a stream through the sound card (needs the `playback` feature).
+    Listen(ListenArgs),
+}
+
+#[derive(Args, Debug)]
+struct ListenArgs {
+    /// Stream URL, e.g. ws://127.0.0.1:8080/ws.
+    #[arg(default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// Station to listen to (appended as ?station=).
+    #[arg(long)]
+    station: Option<String>,
+    /// Output device, by name or id as --list-devices prints it (default: the system default).
+    #[arg(long)]
+    device: Option<String>,
+    /// Audio buffered before playback starts (and after an underrun), in ms.
+    #[arg(long, default_value_t = 150)]
+    buffer_ms: u64,
+    /// Also record what is played to this WAV file (16-bit, at the device rate).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Stop after this long (`30s`, `5m`); until Ctrl-C otherwise.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// List output devices and exit.
+    #[arg(long)]
+    list_devices: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -210,6 +237,7 @@ fn main() -> anyhow::Result<()> {
             .block_on(serve(args)),
         Command::Render(args) => render(args),
         Command::Load(args) => load(args),
+        Command::Listen(args) => listen(args),
     }
 }
 
@@ -425,4 +453,43 @@ fn load(args: LoadArgs) -> anyhow::Result<()> {
         std::process::exit(SLO_MISSED_EXIT_CODE);
     }
     Ok(())
+}
+
+#[cfg(feature = "playback")]
+fn listen(args: ListenArgs) -> anyhow::Result<()> {
+    if args.list_devices {
+        for device in auralis::listen::output::list_devices()? {
+            println!("{device}");
+        }
+        return Ok(());
+    }
+    anyhow::ensure!(
+        (20..=1500).contains(&args.buffer_ms),
+        "--buffer-ms must be between 20 and 1500"
+    );
+    let mut url = args.url;
+    if let Some(station) = &args.station {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("station=");
+        url.push_str(station);
+    }
+    let config = auralis::listen::ListenConfig {
+        url,
+        device: args.device,
+        buffer: Duration::from_millis(args.buffer_ms),
+        record_to: args.out,
+        duration: args.duration,
+    };
+    let summary = auralis::listen::output::play(&config)?;
+    println!("{}", summary.line());
+    Ok(())
+}
+
+#[cfg(not(feature = "playback"))]
+fn listen(_args: ListenArgs) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this auralis was built without sound card support. Rebuild with the `playback` feature: \
+         `cargo run --release --features playback -- listen ws://HOST:PORT/ws` \
+         (on Debian/Ubuntu it needs the ALSA headers: apt-get install libasound2-dev pkg-config)"
+    )
 }
