@@ -30,28 +30,44 @@ impl PacedAlsa {
         let dir = std::env::temp_dir().join(format!("auralis-listen-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let server_name = format!("auralis-{tag}-{}", std::process::id());
-        let jack = Command::new(jackd)
-            .args([
-                "--no-realtime",
-                "-n",
-                &server_name,
-                "-d",
-                "dummy",
-                "-r",
-                "48000",
-                "-p",
-                "960",
-            ])
-            .env("JACK_NO_AUDIO_RESERVATION", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("jackd starts");
-        let waited = Command::new("jack_wait")
-            .args(["-w", "-t", "15", "-s", &server_name])
-            .output()
-            .expect("jack_wait runs");
-        assert!(waited.status.success(), "JACK server did not come up");
+        // A JACK server can fail to come up when another one is just shutting down: retry.
+        let mut jack = None;
+        for attempt in 1..=3 {
+            let log = std::fs::File::create(dir.join(format!("jackd-{attempt}.log"))).unwrap();
+            let mut child = Command::new(&jackd)
+                .args([
+                    "--no-realtime",
+                    "-n",
+                    &server_name,
+                    "-d",
+                    "dummy",
+                    "-r",
+                    "48000",
+                    "-p",
+                    "960",
+                ])
+                .env("JACK_NO_AUDIO_RESERVATION", "1")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("jackd starts");
+            let waited = Command::new("jack_wait")
+                .args(["-w", "-t", "10", "-s", &server_name])
+                .output()
+                .expect("jack_wait runs");
+            if waited.status.success() {
+                jack = Some(child);
+                break;
+            }
+            stop(&mut child);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let Some(jack) = jack else {
+            let logs: String = (1..=3)
+                .filter_map(|a| std::fs::read_to_string(dir.join(format!("jackd-{a}.log"))).ok())
+                .collect();
+            panic!("JACK server did not come up:\n{logs}");
+        };
         let config = format!(
             r#"pcm.!default {{ type plug slave.pcm "capture" }}
 pcm.capture {{ type file slave.pcm "paced" file "{}" format "raw" }}
@@ -98,10 +114,24 @@ pcm.paced {{ type jack playback_ports {{ 0 system:playback_1 1 system:playback_2
     }
 }
 
+/// SIGTERM, so JACK releases its shared memory, then SIGKILL if it lingers.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..50 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for PacedAlsa {
     fn drop(&mut self) {
-        let _ = self.jack.kill();
-        let _ = self.jack.wait();
+        stop(&mut self.jack);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
