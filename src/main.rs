@@ -222,6 +222,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (e.g. 60s, 2m, 250ms)"))
 }
 
+/// `url` with `station=NAME` appended to its query, when a station is given.
+fn with_station(mut url: String, station: Option<&str>) -> String {
+    if let Some(station) = station {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("station=");
+        url.push_str(station);
+    }
+    url
+}
+
 /// Exit code of a load run that missed a `--slo` threshold.
 const SLO_MISSED_EXIT_CODE: i32 = 99;
 
@@ -286,36 +296,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  status:               http://{addr}/api/status");
     println!("  stations and control: http://{addr}/api/stations");
     println!("Press Ctrl-C to stop.");
-    auralis::server::run(listener, config, shutdown_signal()).await?;
+    auralis::server::run(listener, config, auralis::server::shutdown_signal()).await?;
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
 }
 
 fn render(args: RenderArgs) -> anyhow::Result<()> {
@@ -387,12 +369,7 @@ fn load(args: LoadArgs) -> anyhow::Result<()> {
             args.url
         )
     })?;
-    let mut url = args.url;
-    if let Some(station) = &args.station {
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str("station=");
-        url.push_str(station);
-    }
+    let url = with_station(args.url, args.station.as_deref());
     let metrics_url = if args.no_server_metrics {
         None
     } else {
@@ -467,12 +444,7 @@ fn listen(args: ListenArgs) -> anyhow::Result<()> {
         (20..=1500).contains(&args.buffer_ms),
         "--buffer-ms must be between 20 and 1500"
     );
-    let mut url = args.url;
-    if let Some(station) = &args.station {
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str("station=");
-        url.push_str(station);
-    }
+    let url = with_station(args.url, args.station.as_deref());
     let config = auralis::listen::ListenConfig {
         url,
         device: args.device,

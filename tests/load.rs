@@ -5,30 +5,20 @@ mod common;
 
 use std::time::Duration;
 
-use auralis::load::{self, LoadConfig, PcmFormat, Slo, SlowMode, Transport};
+use auralis::load::{self, LoadConfig, Slo, SlowMode, Transport};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 fn config(url: String, clients: usize, seconds: f64) -> LoadConfig {
     LoadConfig {
-        url,
-        transport: Transport::WebSocket,
-        clients,
-        duration: Duration::from_secs_f64(seconds),
         ramp: Duration::from_millis(300),
-        prebuffer: Duration::from_millis(200),
-        slow_fraction: 0.0,
-        slow_mode: SlowMode::Mixed,
-        metrics_url: None,
-        station: None,
-        slos: Vec::new(),
-        pcm: PcmFormat {
-            bytes_per_second: 192_000,
-            chunk_bytes: 19_200,
-        },
-        threads: 1,
-        progress: false,
+        ..LoadConfig::new(
+            url,
+            Transport::WebSocket,
+            clients,
+            Duration::from_secs_f64(seconds),
+        )
     }
 }
 

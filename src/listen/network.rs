@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rtrb::Producer;
-use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -16,7 +15,7 @@ use super::resample::Resampler;
 use super::{ListenError, ListenStats, PlaybackShared};
 use crate::load::clock::ClockOffset;
 use crate::pipeline::unix_nanos;
-use crate::stream::protocol::{FrameHeader, FLAG_DISCONTINUITY};
+use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY};
 
 /// First and longest wait between reconnection attempts.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -174,13 +173,6 @@ impl Feeder {
     }
 }
 
-#[derive(Deserialize)]
-struct Pong {
-    #[serde(rename = "type")]
-    kind: String,
-    server_time_unix_ns: Option<u64>,
-}
-
 /// How a connection ended.
 enum Ended {
     /// The deadline passed or the user interrupted.
@@ -289,11 +281,16 @@ where
                 Err(e) => return Ended::Dropped(format!("undecodable frame: {e}")),
             },
             Some(Ok(Message::Text(text))) => {
-                if let (Ok(pong), Some(sent)) = (serde_json::from_str::<Pong>(&text), ping_sent) {
-                    if let ("pong", Some(server)) = (pong.kind.as_str(), pong.server_time_unix_ns) {
-                        feeder.on_pong(sent, server);
-                        ping_sent = None;
-                    }
+                if let (
+                    Ok(ServerMessage::Pong {
+                        server_time_unix_ns,
+                        ..
+                    }),
+                    Some(sent),
+                ) = (serde_json::from_str(&text), ping_sent)
+                {
+                    feeder.on_pong(sent, server_time_unix_ns);
+                    ping_sent = None;
                 }
             }
             Some(Ok(Message::Close(frame))) => {

@@ -197,9 +197,9 @@ pub fn play(config: &ListenConfig) -> Result<ListenSummary, ListenError> {
             match duration {
                 Some(d) => tokio::select! {
                     () = tokio::time::sleep(d) => {}
-                    () = interrupted() => {}
+                    () = crate::server::shutdown_signal() => {}
                 },
-                None => interrupted().await,
+                None => crate::server::shutdown_signal().await,
             }
         };
         let result = network::run(&config.url, &mut feeder, stop).await;
@@ -237,26 +237,6 @@ pub fn play(config: &ListenConfig) -> Result<ListenSummary, ListenError> {
         device_channels: channels,
         sample_format: sample_format.to_string(),
     })
-}
-
-/// Ctrl-C, or SIGTERM on Unix.
-async fn interrupted() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Redraws the status line twice a second when stderr is a terminal.

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -16,7 +15,7 @@ use super::clock::ClockOffset;
 use super::playout::Playout;
 use super::report::{record_us, Group, Tally};
 use crate::pipeline::unix_nanos;
-use crate::stream::protocol::{FrameHeader, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL};
+use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL};
 
 /// How a client reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,15 +170,6 @@ impl<'a> Tracker<'a> {
     }
 }
 
-/// The `pong` fields the client needs.
-#[derive(Deserialize)]
-struct Pong {
-    #[serde(rename = "type")]
-    kind: String,
-    client_time: Option<f64>,
-    server_time_unix_ns: Option<u64>,
-}
-
 /// A WebSocket listener until `end`.
 pub(crate) async fn run_websocket(
     url: &str,
@@ -265,13 +255,16 @@ pub(crate) async fn run_websocket(
             }
             Message::Text(text) => {
                 let received = unix_nanos();
-                if let (Ok(pong), Some((number, sent))) =
-                    (serde_json::from_str::<Pong>(&text), ping)
+                if let (
+                    Ok(ServerMessage::Pong {
+                        client_time,
+                        server_time_unix_ns,
+                    }),
+                    Some((number, sent)),
+                ) = (serde_json::from_str(&text), ping)
                 {
-                    if pong.kind == "pong" && pong.client_time == Some(number as f64) {
-                        if let Some(server) = pong.server_time_unix_ns {
-                            tracker.clock.observe(sent, server, received);
-                        }
+                    if client_time == Some(number as f64) {
+                        tracker.clock.observe(sent, server_time_unix_ns, received);
                         ping = None;
                     }
                 }

@@ -98,6 +98,36 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
+    /// `clients` healthy listeners for `duration`, started at once, with a 200 ms simulated
+    /// prebuffer, no thresholds, no server view, 48 kHz 16-bit stereo for `http://` streams, one
+    /// thread and no progress bar.
+    pub fn new(
+        url: impl Into<String>,
+        transport: Transport,
+        clients: usize,
+        duration: Duration,
+    ) -> Self {
+        Self {
+            url: url.into(),
+            transport,
+            clients,
+            duration,
+            ramp: Duration::ZERO,
+            prebuffer: Duration::from_millis(200),
+            slow_fraction: 0.0,
+            slow_mode: SlowMode::Mixed,
+            metrics_url: None,
+            station: None,
+            slos: Vec::new(),
+            pcm: PcmFormat {
+                bytes_per_second: 192_000,
+                chunk_bytes: 19_200,
+            },
+            threads: 1,
+            progress: false,
+        }
+    }
+
     /// The behaviour of client `index`: the slow ones are spread evenly through the ramp.
     pub fn behaviour(&self, index: usize) -> Behaviour {
         let fraction = self.slow_fraction.clamp(0.0, 1.0);
@@ -293,23 +323,14 @@ mod tests {
 
     fn config(slow_fraction: f64, slow_mode: SlowMode) -> LoadConfig {
         LoadConfig {
-            url: "ws://127.0.0.1:1/ws".into(),
-            transport: Transport::WebSocket,
-            clients: 100,
-            duration: Duration::from_secs(1),
-            ramp: Duration::ZERO,
-            prebuffer: Duration::from_millis(200),
             slow_fraction,
             slow_mode,
-            metrics_url: None,
-            station: None,
-            slos: Vec::new(),
-            pcm: PcmFormat {
-                bytes_per_second: 192_000,
-                chunk_bytes: 19_200,
-            },
-            threads: 1,
-            progress: false,
+            ..LoadConfig::new(
+                "ws://127.0.0.1:1/ws",
+                Transport::WebSocket,
+                100,
+                Duration::from_secs(1),
+            )
         }
     }
 
