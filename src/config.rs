@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::edge::tokens::{TokenPolicy, WeakSecret};
 use crate::synth::params::Preset;
 
 /// Most stations one server runs (each has its own thread; the `station` label stays small).
@@ -47,6 +48,52 @@ pub enum ConfigError {
     BadSampleRate(u32),
     #[error("--buffer-ms must be at least one chunk and at most 10000 ms (got {0})")]
     BadBuffer(u32),
+    #[error(transparent)]
+    WeakSecret(#[from] WeakSecret),
+    #[error(
+        "--require-listen-token needs --listen-token or --token-secret to check tokens against"
+    )]
+    NoListenTokens,
+    #[error("--idle-timeout-ms must be longer than --ping-interval-ms (clients answer pings)")]
+    IdleBeforePing,
+    #[error("{0} must be at least 1")]
+    ZeroLimit(&'static str),
+}
+
+/// A secret from configuration: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_string())
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
 }
 
 impl std::str::FromStr for StationConfig {
@@ -99,8 +146,34 @@ pub struct Config {
     pub max_client_message_bytes: usize,
     /// Longest the server waits for listeners to close on shutdown.
     pub shutdown_grace: Duration,
-    /// Token required for music control; without one, only loopback clients may control.
-    pub control_token: Option<String>,
+    /// Static token required for music control. Without it (or a token secret), only loopback
+    /// clients may control.
+    pub control_token: Option<Secret>,
+    /// Static token listeners must present (`?token=` or `Authorization: Bearer`).
+    pub listen_token: Option<Secret>,
+    /// Key for signed, expiring tokens (`auralis token`); at least 16 bytes.
+    pub token_secret: Option<Secret>,
+    /// Listeners need a token even without a static listen token (signed ones, then).
+    pub require_listen_token: bool,
+    /// Origins besides the server's own whose pages may open streams (`*`: any).
+    pub allowed_origins: Vec<String>,
+    /// Refuse WebSocket upgrades without an `Origin` header (non-browser clients send none).
+    pub require_origin: bool,
+    /// Most listeners connected at once, over all stations.
+    pub max_listeners: usize,
+    /// Most listeners from one address (IPv6: one /64); 0 means no per-address limit.
+    pub max_listeners_per_ip: usize,
+    /// Most HTTP connections open at once (before upgrade; listeners are counted separately).
+    pub max_connections: usize,
+    /// A client must send its request head within this time, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// How often the server pings each listener.
+    pub ping_interval: Duration,
+    /// A listener that sends nothing (not even a pong) for this long is disconnected.
+    pub idle_timeout: Duration,
+    /// A listener that skips to the live edge this many times within a minute is disconnected
+    /// (it cannot keep up); 0 never disconnects for lag.
+    pub max_lag_skips_per_minute: u32,
     /// Export Prometheus metrics on `/metrics` (off only to measure what telemetry costs).
     pub metrics_enabled: bool,
 }
@@ -124,6 +197,18 @@ impl Default for Config {
             max_client_message_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
             control_token: None,
+            listen_token: None,
+            token_secret: None,
+            require_listen_token: false,
+            allowed_origins: Vec::new(),
+            require_origin: false,
+            max_listeners: 10_000,
+            max_listeners_per_ip: 0,
+            max_connections: 4_096,
+            header_read_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            max_lag_skips_per_minute: 10,
             metrics_enabled: true,
         }
     }
@@ -170,7 +255,40 @@ impl Config {
                 return Err(ConfigError::DuplicateStation(station.name.clone()));
             }
         }
+        let tokens = self.token_policy()?;
+        if self.require_listen_token && !tokens.listen_required() {
+            return Err(ConfigError::NoListenTokens);
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return Err(ConfigError::IdleBeforePing);
+        }
+        for (name, value) in [
+            ("--max-listeners", self.max_listeners),
+            ("--max-connections", self.max_connections),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::ZeroLimit(name));
+            }
+        }
         Ok(())
+    }
+
+    /// The listen and control tokens this configuration accepts.
+    ///
+    /// # Errors
+    /// [`WeakSecret`] when the token secret is too short.
+    pub fn token_policy(&self) -> Result<TokenPolicy, WeakSecret> {
+        let expose = |s: &Option<Secret>| s.as_ref().map(|s| s.0.clone());
+        let secret = expose(&self.token_secret);
+        let listen = expose(&self.listen_token);
+        let control = expose(&self.control_token);
+        let require = self.require_listen_token && secret.as_deref().is_some_and(|s| !s.is_empty());
+        TokenPolicy::new(
+            secret.as_deref(),
+            listen.as_deref(),
+            control.as_deref(),
+            require,
+        )
     }
 }
 

@@ -23,6 +23,10 @@ use tokio::time::Instant;
 use crate::control::{
     AccessError, ControlAccess, ControlAck, ControlError, ControlSnapshot, StationControl,
 };
+use crate::edge::origin::OriginError;
+use crate::edge::slots::{ListenerSlot, SlotError};
+use crate::edge::tokens::{now_unix, Scope, TokenError};
+use crate::edge::{EdgeGuards, Rejection};
 use crate::stream::hub::StationHub;
 use crate::stream::ws::{self, ListenerSettings, Session};
 use crate::synth::{MusicParams, Preset};
@@ -46,6 +50,8 @@ pub struct AppState {
     pub stations: Vec<Station>,
     /// Who may change the music.
     pub access: Arc<ControlAccess>,
+    /// Origin, token and listener-limit checks on every upgrade.
+    pub guards: EdgeGuards,
     pub station_names: Arc<[String]>,
     /// The Prometheus exporter; `None` when metrics are switched off.
     pub metrics: Option<PrometheusHandle>,
@@ -68,6 +74,7 @@ impl AppState {
     pub fn new(
         stations: Vec<Station>,
         access: Arc<ControlAccess>,
+        guards: EdgeGuards,
         metrics: Option<PrometheusHandle>,
         listener: ListenerSettings,
         max_client_message_bytes: usize,
@@ -81,6 +88,7 @@ impl AppState {
         Self {
             stations,
             access,
+            guards,
             station_names,
             metrics,
             listener,
@@ -122,7 +130,18 @@ pub enum AppError {
     BadBody(String),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Origin(#[from] OriginError),
+    #[error("listening on this server needs a token: {0}")]
+    ListenToken(#[from] TokenError),
+    #[error(transparent)]
+    Full(#[from] SlotError),
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
+
+/// Seconds a refused listener is asked to wait before trying again.
+const RETRY_AFTER_FULL_SECONDS: u64 = 5;
 
 #[derive(Serialize)]
 struct ErrorBody {
@@ -146,6 +165,18 @@ impl IntoResponse for AppError {
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::MetricsDisabled => (StatusCode::NOT_FOUND, "metrics_disabled"),
             AppError::BadBody(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            AppError::Origin(OriginError::NotAllowed) => {
+                (StatusCode::FORBIDDEN, Rejection::OriginNotAllowed.as_str())
+            }
+            AppError::Origin(OriginError::Missing) => {
+                (StatusCode::FORBIDDEN, Rejection::OriginMissing.as_str())
+            }
+            AppError::ListenToken(e) => (StatusCode::UNAUTHORIZED, e.as_str()),
+            AppError::Full(e) => (StatusCode::SERVICE_UNAVAILABLE, e.as_str()),
+            AppError::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Rejection::ShuttingDown.as_str(),
+            ),
             AppError::Control(e) => {
                 let status = match e {
                     ControlError::Access(AccessError::RemoteNeedsToken) => StatusCode::FORBIDDEN,
@@ -166,9 +197,16 @@ impl IntoResponse for AppError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             AppError::Control(ControlError::Access(
-                AccessError::TokenRequired | AccessError::BadToken,
-            )) => {
+                AccessError::TokenRequired | AccessError::BadToken | AccessError::TokenExpired,
+            ))
+            | AppError::ListenToken(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            AppError::Full(_) | AppError::ShuttingDown => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(RETRY_AFTER_FULL_SECONDS),
+                );
             }
             _ => {}
         }
@@ -215,34 +253,104 @@ pub fn router(state: Arc<AppState>) -> Router {
 #[derive(Deserialize)]
 struct StationQuery {
     station: Option<String>,
+    /// A listen token, for clients that cannot set headers (browsers' WebSocket).
+    token: Option<String>,
 }
 
 async fn ws_default(
     State(state): State<Arc<AppState>>,
     Query(query): Query<StationQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    upgrade_listener(state, query.station.as_deref(), peer, upgrade)
+    let token = query.token.as_deref();
+    upgrade_listener(
+        state,
+        query.station.as_deref(),
+        token,
+        &headers,
+        peer,
+        upgrade,
+    )
 }
 
 async fn ws_station(
     State(state): State<Arc<AppState>>,
     Path(station): Path<String>,
+    Query(query): Query<StationQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    upgrade_listener(state, Some(&station), peer, upgrade)
+    let token = query.token.as_deref();
+    upgrade_listener(state, Some(&station), token, &headers, peer, upgrade)
+}
+
+/// The bearer token of an `Authorization` header, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Everything a listener must pass before the upgrade, cheapest refusal first. A refusal is
+/// counted by reason and answered with a JSON error; no token is ever logged.
+fn admit(
+    state: &AppState,
+    query_token: Option<&str>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<ListenerSlot, AppError> {
+    let guards = &state.guards;
+    let refused = |reason: Rejection| guards.metrics.rejected(reason).increment(1);
+    if *state.shutdown.borrow() {
+        refused(Rejection::ShuttingDown);
+        return Err(AppError::ShuttingDown);
+    }
+    if let Err(e) = guards
+        .origins
+        .check(headers.get(header::ORIGIN), headers.get(header::HOST))
+    {
+        refused(match e {
+            OriginError::NotAllowed => Rejection::OriginNotAllowed,
+            OriginError::Missing => Rejection::OriginMissing,
+        });
+        return Err(e.into());
+    }
+    if guards.tokens.listen_required() {
+        let token = bearer(headers).or(query_token);
+        if let Err(e) = guards.tokens.verify(token, Scope::Listen, now_unix()) {
+            refused(match e {
+                TokenError::Missing => Rejection::TokenMissing,
+                TokenError::Invalid => Rejection::TokenInvalid,
+                TokenError::Expired => Rejection::TokenExpired,
+            });
+            return Err(e.into());
+        }
+    }
+    guards.slots.take(peer.ip()).map_err(|e| {
+        refused(match e {
+            SlotError::ServerFull => Rejection::ServerFull,
+            SlotError::AddressFull => Rejection::AddressFull,
+        });
+        e.into()
+    })
 }
 
 fn upgrade_listener(
     state: Arc<AppState>,
     station: Option<&str>,
+    query_token: Option<&str>,
+    headers: &HeaderMap,
     peer: SocketAddr,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     let requested_at = Instant::now();
     let station = state.station(station)?;
+    let slot = admit(&state, query_token, headers, peer)?;
     let session = Session {
         id: state.next_session.fetch_add(1, Ordering::Relaxed),
         station: Arc::clone(&station.hub),
@@ -265,6 +373,7 @@ fn upgrade_listener(
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
             let _done = done;
+            let _slot = slot;
             let (sink, stream) = socket.split();
             ws::serve(sink, stream, session, settings, shutdown).await;
         }))
@@ -431,12 +540,7 @@ async fn control_change(
     let station = state.station(Some(&station))?;
     let body: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&body).map_err(|e| AppError::BadBody(e.to_string()))?;
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let token = bearer.or_else(|| body.get("token").and_then(|t| t.as_str()));
+    let token = bearer(&headers).or_else(|| body.get("token").and_then(|t| t.as_str()));
     let ack = station
         .control
         .handle(&state.access, peer.ip(), token, &body, None)

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod control;
 pub mod dashboard;
+pub mod edge;
 pub mod http;
 pub mod listen;
 pub mod load;

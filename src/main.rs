@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use auralis::config::{BackendChoice, Config, StationConfig};
+use auralis::config::{BackendChoice, Config, Secret, StationConfig};
+use auralis::edge::tokens::Scope;
 use auralis::synth::{MusicParams, Preset, Timeline};
 use auralis::telemetry::{init_logging, LogFormat};
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +34,21 @@ enum Command {
     Load(LoadArgs),
     /// Play a stream through the sound card (needs the `playback` feature).
     Listen(ListenArgs),
+    /// Issue a signed listen or control token (for servers started with --token-secret).
+    Token(TokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct TokenArgs {
+    /// What the token allows: listen, or control (which includes listening).
+    #[arg(long, value_enum, default_value_t = Scope::Listen)]
+    scope: Scope,
+    /// How long the token is valid: `1h`, `30d`, `90s`.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    ttl: Duration,
+    /// The server's token secret.
+    #[arg(long, env = "AURALIS_TOKEN_SECRET", hide_env_values = true)]
+    secret: Secret,
 }
 
 #[derive(Args, Debug)]
@@ -43,6 +59,9 @@ struct ListenArgs {
     /// Station to listen to (appended as ?station=).
     #[arg(long)]
     station: Option<String>,
+    /// Listen token, if the server requires one (sent as ?token=).
+    #[arg(long, env = "AURALIS_LISTEN_TOKEN", hide_env_values = true)]
+    token: Option<Secret>,
     /// Output device, by name or id as --list-devices prints it (default: the system default).
     #[arg(long)]
     device: Option<String>,
@@ -91,9 +110,53 @@ struct ServeArgs {
     /// what telemetry costs. Not for production.
     #[arg(long, env = "AURALIS_NO_METRICS")]
     no_metrics: bool,
-    /// Token that music control requires. Without one, only clients on this machine may control.
+    /// Token that music control requires. Without one (or --token-secret), only clients on
+    /// this machine may control.
     #[arg(long, env = "AURALIS_CONTROL_TOKEN", hide_env_values = true)]
-    control_token: Option<String>,
+    control_token: Option<Secret>,
+    /// Token every listener must present (`?token=` or `Authorization: Bearer`).
+    #[arg(long, env = "AURALIS_LISTEN_TOKEN", hide_env_values = true)]
+    listen_token: Option<Secret>,
+    /// Key (16 bytes or more) for signed, expiring tokens issued with `auralis token`. Signed
+    /// control tokens are then accepted; listen tokens too with --require-listen-token.
+    #[arg(long, env = "AURALIS_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: Option<Secret>,
+    /// Listeners must present a listen token (static or signed).
+    #[arg(long, env = "AURALIS_REQUIRE_LISTEN_TOKEN")]
+    require_listen_token: bool,
+    /// An origin (`https://radio.example`) whose pages may open streams besides the server's
+    /// own; `*` allows any. Repeat for several (env: comma-separated).
+    #[arg(
+        long = "allowed-origin",
+        env = "AURALIS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
+    /// Refuse WebSocket upgrades that carry no Origin header (all non-browser clients).
+    #[arg(long, env = "AURALIS_REQUIRE_ORIGIN")]
+    require_origin: bool,
+    /// Most listeners at once, over all stations (more get 503).
+    #[arg(long, env = "AURALIS_MAX_LISTENERS", default_value_t = 10_000)]
+    max_listeners: usize,
+    /// Most listeners from one address, IPv6 counted per /64 (0: no limit).
+    #[arg(long, env = "AURALIS_MAX_LISTENERS_PER_IP", default_value_t = 0)]
+    max_listeners_per_ip: usize,
+    /// Most HTTP connections open at once before upgrade (more wait in the kernel backlog).
+    #[arg(long, env = "AURALIS_MAX_CONNECTIONS", default_value_t = 4_096)]
+    max_connections: usize,
+    /// A client must send a complete request head within this many ms.
+    #[arg(long, env = "AURALIS_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    header_read_timeout_ms: u64,
+    /// How often each listener is pinged, in ms.
+    #[arg(long, env = "AURALIS_PING_INTERVAL_MS", default_value_t = 15_000)]
+    ping_interval_ms: u64,
+    /// A listener that sends nothing, not even a pong, for this many ms is disconnected.
+    #[arg(long, env = "AURALIS_IDLE_TIMEOUT_MS", default_value_t = 45_000)]
+    idle_timeout_ms: u64,
+    /// A listener that skips to the live edge more often than this in a minute is disconnected
+    /// (0: never).
+    #[arg(long, env = "AURALIS_MAX_LAG_SKIPS_PER_MINUTE", default_value_t = 10)]
+    max_lag_skips_per_minute: u32,
     /// How far synthesis renders ahead of the pacer, in ms.
     #[arg(long, env = "AURALIS_BUFFER_MS", default_value_t = 300)]
     buffer_ms: u32,
@@ -167,6 +230,9 @@ struct LoadArgs {
     /// Station to listen to (appended as ?station=).
     #[arg(long)]
     station: Option<String>,
+    /// Listen token, if the server requires one (sent as ?token=).
+    #[arg(long, env = "AURALIS_LISTEN_TOKEN", hide_env_values = true)]
+    token: Option<Secret>,
     /// Number of listeners.
     #[arg(long, default_value_t = 10)]
     clients: usize,
@@ -222,12 +288,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (e.g. 60s, 2m, 250ms)"))
 }
 
-/// `url` with `station=NAME` appended to its query, when a station is given.
-fn with_station(mut url: String, station: Option<&str>) -> String {
-    if let Some(station) = station {
+/// `url` with `KEY=VALUE` appended to its query, when a value is given.
+fn with_query(mut url: String, key: &str, value: Option<&str>) -> String {
+    if let Some(value) = value {
         url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str("station=");
-        url.push_str(station);
+        url.push_str(key);
+        url.push('=');
+        url.push_str(value);
     }
     url
 }
@@ -248,6 +315,14 @@ fn main() -> anyhow::Result<()> {
         Command::Render(args) => render(args),
         Command::Load(args) => load(args),
         Command::Listen(args) => listen(args),
+        Command::Token(args) => {
+            let expires = auralis::edge::tokens::now_unix().saturating_add(args.ttl.as_secs());
+            println!(
+                "{}",
+                auralis::edge::tokens::issue(args.secret.expose(), args.scope, expires)?
+            );
+            Ok(())
+        }
     }
 }
 
@@ -274,6 +349,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_client_message_bytes: args.max_message_bytes,
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
         control_token: args.control_token,
+        listen_token: args.listen_token,
+        token_secret: args.token_secret,
+        require_listen_token: args.require_listen_token,
+        allowed_origins: args.allowed_origins,
+        require_origin: args.require_origin,
+        max_listeners: args.max_listeners,
+        max_listeners_per_ip: args.max_listeners_per_ip,
+        max_connections: args.max_connections,
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        ping_interval: Duration::from_millis(args.ping_interval_ms),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        max_lag_skips_per_minute: args.max_lag_skips_per_minute,
         metrics_enabled: !args.no_metrics,
     };
     config.validate()?;
@@ -369,7 +456,8 @@ fn load(args: LoadArgs) -> anyhow::Result<()> {
             args.url
         )
     })?;
-    let url = with_station(args.url, args.station.as_deref());
+    let url = with_query(args.url, "station", args.station.as_deref());
+    let url = with_query(url, "token", args.token.as_ref().map(Secret::expose));
     let metrics_url = if args.no_server_metrics {
         None
     } else {
@@ -444,7 +532,8 @@ fn listen(args: ListenArgs) -> anyhow::Result<()> {
         (20..=1500).contains(&args.buffer_ms),
         "--buffer-ms must be between 20 and 1500"
     );
-    let url = with_station(args.url, args.station.as_deref());
+    let url = with_query(args.url, "station", args.station.as_deref());
+    let url = with_query(url, "token", args.token.as_ref().map(Secret::expose));
     let config = auralis::listen::ListenConfig {
         url,
         device: args.device,

@@ -7,7 +7,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -15,6 +14,10 @@ use tokio::time::Instant;
 use crate::config::{Config, ConfigError};
 use crate::control::{ControlAccess, StationControl};
 use crate::dashboard;
+use crate::edge::origin::OriginPolicy;
+use crate::edge::serve::EdgeSettings;
+use crate::edge::slots::ListenerSlots;
+use crate::edge::{self, EdgeGuards};
 use crate::http::{self, AppState, Station};
 use crate::pipeline::pacer::{self, Pacer};
 use crate::pipeline::ring::chunk_ring;
@@ -25,7 +28,7 @@ use crate::stream::protocol::{Codec, FrameHeader, StreamFormat};
 use crate::stream::ws::ListenerSettings;
 use crate::synth::{self, Backend, BackendError, MusicParams, Synth, Timeline, CHANNELS};
 use crate::telemetry;
-use crate::telemetry::metrics::{self, InstallError};
+use crate::telemetry::metrics::{self, EdgeMetrics, InstallError};
 
 /// How often the exporter's upkeep and process sampling run.
 const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
@@ -147,6 +150,8 @@ pub async fn run_with_handles(
         stop_rx.clone(),
     );
 
+    let tokens = Arc::new(config.token_policy().map_err(ConfigError::from)?);
+    let edge_metrics = Arc::new(EdgeMetrics::new());
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let state = Arc::new(AppState::new(
         stations
@@ -156,11 +161,20 @@ pub async fn run_with_handles(
                 control: Arc::clone(&s.control),
             })
             .collect(),
-        Arc::new(ControlAccess::new(config.control_token.clone())),
+        Arc::new(ControlAccess::new(Arc::clone(&tokens))),
+        EdgeGuards {
+            origins: OriginPolicy::new(&config.allowed_origins, config.require_origin),
+            tokens,
+            slots: ListenerSlots::new(config.max_listeners, config.max_listeners_per_ip),
+            metrics: Arc::clone(&edge_metrics),
+        },
         metrics_handle,
         ListenerSettings {
             send_timeout: config.send_timeout,
             chunk_period: config.chunk_period(),
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+            max_lag_skips_per_minute: config.max_lag_skips_per_minute,
         },
         config.max_client_message_bytes,
         config.sample_rate,
@@ -170,19 +184,6 @@ pub async fn run_with_handles(
         live,
     ));
     let addr = listener.local_addr()?;
-    let send_buffer = config.tcp_send_buffer_bytes;
-    let listener = listener.tap_io(move |stream| {
-        // Audio must not wait for Nagle; a bounded send buffer bounds memory and latency per
-        // listener. Failures only cost a little latency, so they are logged, not fatal.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-        if let Some(bytes) = send_buffer {
-            if let Err(e) = socket2::SockRef::from(&*stream).set_send_buffer_size(bytes) {
-                tracing::debug!("cannot set SO_SNDBUF: {e}");
-            }
-        }
-    });
     tracing::info!(
         %addr,
         backend = backend.as_str(),
@@ -190,16 +191,27 @@ pub async fn run_with_handles(
         "auralis listening: ws://{addr}/ws  http://{addr}/  metrics http://{addr}/metrics"
     );
 
-    let app = http::router(Arc::clone(&state))
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = http::router(Arc::clone(&state));
+    let edge = EdgeSettings {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+        send_buffer_bytes: config.tcp_send_buffer_bytes,
+    };
     let signal_stop = stop_tx.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing listeners");
-            let _ = signal_stop.send(true);
-        })
-        .await;
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing listeners");
+        let _ = signal_stop.send(true);
+    });
+    edge::serve::serve(
+        listener,
+        app,
+        edge,
+        edge_metrics,
+        stop_rx.clone(),
+        config.shutdown_grace,
+    )
+    .await;
 
     // Make sure everything sees the stop even if serving failed, then wait for listeners.
     let _ = stop_tx.send(true);
@@ -218,7 +230,6 @@ pub async fn run_with_handles(
         station.synthesis.stop();
         tracing::debug!(station = %station.hub.name, "station stopped");
     }
-    served?;
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -1,26 +1,20 @@
 //! Who may change the music: listening and controlling are separate rights.
 //!
-//! With a control token configured, every control request must present it (compared in constant
-//! time). Without one, only requests from the server's own machine (loopback) are accepted, so a
-//! fresh install is never steerable from the network by accident.
+//! With a control token (static, or signed with the token secret) configured, every control request
+//! must present a valid one (see [`crate::edge::tokens`]). Without one, only requests from the
+//! server's own machine (loopback) are accepted, so a fresh install is never steerable from the
+//! network by accident.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use subtle::ConstantTimeEq;
+use crate::edge::tokens::{now_unix, Scope, TokenError, TokenPolicy};
 
 /// The control policy of a server.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ControlAccess {
-    token: Option<String>,
-}
-
-impl std::fmt::Debug for ControlAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the token.
-        f.debug_struct("ControlAccess")
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
-            .finish()
-    }
+    /// Never printed: `TokenPolicy`'s `Debug` hides every token.
+    tokens: Arc<TokenPolicy>,
 }
 
 /// A control request was refused.
@@ -30,20 +24,28 @@ pub enum AccessError {
     TokenRequired,
     #[error("the control token is not valid")]
     BadToken,
+    #[error("the control token has expired")]
+    TokenExpired,
     #[error("control is only accepted from this machine unless the server sets --control-token")]
     RemoteNeedsToken,
 }
 
 impl ControlAccess {
-    /// `token`: the configured control token, if any (empty means none).
-    pub fn new(token: Option<String>) -> Self {
-        Self {
-            token: token.filter(|t| !t.is_empty()),
-        }
+    /// Control as `tokens` allow: with a control token or token secret configured, a valid
+    /// control token; otherwise loopback clients only.
+    pub fn new(tokens: Arc<TokenPolicy>) -> Self {
+        Self { tokens }
+    }
+
+    /// A policy with only a static control token (empty or `None`: loopback only).
+    pub fn with_static_token(token: Option<&str>) -> Self {
+        Self::new(Arc::new(
+            TokenPolicy::new(None, None, token, false).unwrap_or_default(),
+        ))
     }
 
     pub fn token_required(&self) -> bool {
-        self.token.is_some()
+        self.tokens.control_configured()
     }
 
     /// Decides whether `peer`, presenting `token`, may control.
@@ -51,17 +53,20 @@ impl ControlAccess {
     /// # Errors
     /// [`AccessError`] saying what is missing.
     pub fn check(&self, peer: IpAddr, token: Option<&str>) -> Result<(), AccessError> {
-        match (&self.token, token) {
-            (Some(expected), Some(presented)) => {
-                if bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
-                    Ok(())
-                } else {
-                    Err(AccessError::BadToken)
-                }
-            }
-            (Some(_), None) => Err(AccessError::TokenRequired),
-            (None, _) if peer.to_canonical().is_loopback() => Ok(()),
-            (None, _) => Err(AccessError::RemoteNeedsToken),
+        if self.tokens.control_configured() {
+            return self
+                .tokens
+                .verify(token, Scope::Control, now_unix())
+                .map_err(|e| match e {
+                    TokenError::Missing => AccessError::TokenRequired,
+                    TokenError::Invalid => AccessError::BadToken,
+                    TokenError::Expired => AccessError::TokenExpired,
+                });
+        }
+        if peer.to_canonical().is_loopback() {
+            Ok(())
+        } else {
+            Err(AccessError::RemoteNeedsToken)
         }
     }
 }
@@ -79,7 +84,7 @@ mod tests {
 
     #[test]
     fn without_a_token_only_loopback_may_control() {
-        let access = ControlAccess::new(None);
+        let access = ControlAccess::with_static_token(None);
         for peer in LOOPBACK {
             assert_eq!(access.check(ip(peer), None), Ok(()), "{peer}");
         }
@@ -94,7 +99,7 @@ mod tests {
 
     #[test]
     fn with_a_token_everyone_must_present_it() {
-        let access = ControlAccess::new(Some("s3cret".into()));
+        let access = ControlAccess::with_static_token(Some("s3cret"));
         for peer in LOOPBACK.into_iter().chain(REMOTE) {
             assert_eq!(access.check(ip(peer), Some("s3cret")), Ok(()));
             assert_eq!(
@@ -105,14 +110,18 @@ mod tests {
                 access.check(ip(peer), Some("s3cret ")),
                 Err(AccessError::BadToken)
             );
-            assert_eq!(access.check(ip(peer), Some("")), Err(AccessError::BadToken));
+            // An empty token is no token.
+            assert_eq!(
+                access.check(ip(peer), Some("")),
+                Err(AccessError::TokenRequired)
+            );
         }
     }
 
     #[test]
     fn an_empty_token_means_none_and_debug_hides_it() {
-        assert!(!ControlAccess::new(Some(String::new())).token_required());
-        let shown = format!("{:?}", ControlAccess::new(Some("s3cret".into())));
+        assert!(!ControlAccess::with_static_token(Some("")).token_required());
+        let shown = format!("{:?}", ControlAccess::with_static_token(Some("s3cret")));
         assert!(!shown.contains("s3cret"));
     }
 }

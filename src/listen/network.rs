@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use super::drift::DriftControl;
 use super::resample::Resampler;
 use super::{ListenError, ListenStats, PlaybackShared};
+use crate::edge::tokens::redact_url;
 use crate::load::clock::ClockOffset;
 use crate::pipeline::unix_nanos;
 use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY};
@@ -201,9 +202,9 @@ pub async fn run(
             Ok((socket, _)) => socket,
             Err(e) if !ever_connected => {
                 return Err(match e {
-                    tungstenite::Error::Url(_) => ListenError::BadUrl(url.to_string()),
+                    tungstenite::Error::Url(_) => ListenError::BadUrl(redact_url(url)),
                     other => ListenError::Connect {
-                        url: url.to_string(),
+                        url: redact_url(url),
                         reason: describe(&other),
                     },
                 })

@@ -223,7 +223,7 @@ pub async fn run(config: &LoadConfig) -> LoadReport {
     let bytes = healthy.bytes + slow.bytes;
     let chunks = healthy.chunks + slow.chunks;
     let mut report = LoadReport {
-        url: config.url.clone(),
+        url: crate::edge::tokens::redact_url(&config.url),
         transport: config.transport.name(),
         clients: config.clients,
         slow_clients,

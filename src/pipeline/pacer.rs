@@ -49,6 +49,7 @@ pub struct Pacer {
     last_release: Option<Instant>,
     seen_overruns: u64,
     seen_skips: u64,
+    seen_restarts: u64,
     /// Underruns not yet reported in a log line, and when the last line went out.
     unlogged_underruns: u64,
     last_underrun_log: Option<Instant>,
@@ -80,6 +81,7 @@ impl Pacer {
             last_release: None,
             seen_overruns: 0,
             seen_skips: 0,
+            seen_restarts: 0,
             unlogged_underruns: 0,
             last_underrun_log: None,
         }
@@ -220,6 +222,18 @@ impl Pacer {
             .overruns
             .fetch_add(overruns - self.seen_overruns, Ordering::Relaxed);
         self.seen_overruns = overruns;
+        let restarts = self.synthesis.restarts();
+        if restarts > self.seen_restarts {
+            hub.metrics
+                .synthesis_restarts
+                .increment(restarts - self.seen_restarts);
+            tracing::error!(
+                station = %hub.name,
+                restarts = restarts - self.seen_restarts,
+                "synthesis engine panicked and was restarted; listeners got flagged silence meanwhile"
+            );
+            self.seen_restarts = restarts;
+        }
         let skips = self.synthesis.skipped_chunks();
         hub.metrics
             .synthesis_skipped

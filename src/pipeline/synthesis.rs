@@ -1,10 +1,12 @@
 //! The synthesis thread: renders ahead of the pacer into the ring.
 //!
-//! Real-time contract: after [`spawn`] returns, the loop never allocates, locks, logs or awaits.
+//! Real-time contract: after [`spawn`] returns, the loop never allocates, locks, logs or awaits,
+//! except on the fault path: a render that panics is caught, counted and the engine rebuilt.
 //! It talks to the rest of the server only through atomics in [`SynthesisShared`] and the ring;
 //! the pacer turns those counts into metrics.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -87,6 +89,10 @@ pub struct SynthesisShared {
     /// Fault injection for tests: while set, the thread renders nothing (as if it were starved).
     /// Off unless a test sets it; production code never does.
     stalled: AtomicBool,
+    /// Times a render panicked and the engine was rebuilt.
+    restarts: AtomicU64,
+    /// Fault injection for tests: this many coming renders panic. Zero unless a test sets it.
+    inject_panics: AtomicU32,
 }
 
 impl SynthesisShared {
@@ -98,7 +104,25 @@ impl SynthesisShared {
             skipped_chunks: AtomicU64::new(0),
             overruns: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
+            restarts: AtomicU64::new(0),
+            inject_panics: AtomicU32::new(0),
         }
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Test hook: make the next `count` renders panic, as a bug in the engine would.
+    pub fn inject_panics(&self, count: u32) {
+        self.inject_panics.store(count, Ordering::Release);
+    }
+
+    /// Consumes one injected panic, if any are pending.
+    fn take_injected_panic(&self) -> bool {
+        self.inject_panics
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Tells synthesis where the live edge is (called by the pacer after each tick).
@@ -227,9 +251,26 @@ fn render_loop(
         if wanted {
             if let Some(mut samples) = producer.take_buffer() {
                 let started = Instant::now();
-                if synth.render(next, &mut samples).is_err() {
+                // A panic in the engine must not take the station down: catch it, rebuild the
+                // engine from its timeline and retry after a pause. The pacer meanwhile sends
+                // flagged silence (counted as underruns) and listeners stay connected.
+                let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
+                    if shared.take_injected_panic() {
+                        panic!("injected synthesis fault");
+                    }
+                    synth.render(next, &mut samples)
+                }));
+                match rendered {
+                    Ok(Ok(())) => {}
                     // Unreachable with buffers sized at start-up; never send garbage.
-                    samples.fill(0.0);
+                    Ok(Err(_)) => samples.fill(0.0),
+                    Err(_) => {
+                        shared.restarts.fetch_add(1, Ordering::Relaxed);
+                        synth.recover();
+                        producer.give_back(samples);
+                        thread::park_timeout(settings.chunk_period);
+                        continue;
+                    }
                 }
                 let chunk = RenderedChunk {
                     position: next,

@@ -6,7 +6,7 @@
 //! with channels instead of sockets.
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,10 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// The client broke the protocol.
     pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text message was not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The client broke a server policy (here: it cannot keep up with the live stream).
+    pub const POLICY_VIOLATION: u16 = 1008;
     /// A message exceeded the size limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
 }
@@ -40,7 +44,29 @@ pub struct ListenerSettings {
     /// A frame write slower than this ends the session (the client stopped reading).
     pub send_timeout: Duration,
     pub chunk_period: Duration,
+    /// How often the server pings (clients answer with a pong, which counts as activity).
+    pub ping_interval: Duration,
+    /// Nothing received for this long ends the session: the client is gone or broken.
+    pub idle_timeout: Duration,
+    /// Skips to the live edge allowed per minute before the listener is disconnected; 0: any.
+    pub max_lag_skips_per_minute: u32,
 }
+
+impl ListenerSettings {
+    /// Settings with the server's default ping, idle and lag limits.
+    pub fn new(send_timeout: Duration, chunk_period: Duration) -> Self {
+        Self {
+            send_timeout,
+            chunk_period,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            max_lag_skips_per_minute: 10,
+        }
+    }
+}
+
+/// The window over which lag skips are counted.
+const LAG_WINDOW: Duration = Duration::from_secs(60);
 
 /// Who is listening to what.
 #[derive(Clone)]
@@ -90,8 +116,14 @@ where
     let connected = Instant::now();
 
     let (out_tx, out_rx) = mpsc::channel(16);
-    let reader = tokio::spawn(read_loop(stream, out_tx, session.clone()));
-    let reason = write_loop(sink, out_rx, &session, settings, shutdown).await;
+    let activity = Arc::new(Activity::new(connected));
+    let reader = tokio::spawn(read_loop(
+        stream,
+        out_tx,
+        session.clone(),
+        Arc::clone(&activity),
+    ));
+    let reason = write_loop(sink, out_rx, &session, settings, shutdown, &activity).await;
     reader.abort();
 
     metrics.connections.decrement(1.0);
@@ -117,6 +149,50 @@ fn welcome(session: &Session) -> ServerMessage {
     }
 }
 
+/// When the client last sent anything (a pong counts), as ms since the session began; written
+/// by the reader, read by the writer's idle check.
+struct Activity {
+    since: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new(since: Instant) -> Self {
+        Self {
+            since,
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.since.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last)
+    }
+}
+
+/// Lag skips within the current window, for the persistent-lag rule.
+struct LagWindow {
+    started: Instant,
+    skips: u32,
+}
+
+impl LagWindow {
+    /// Counts a skip; true when the listener has now skipped too often.
+    fn skipped(&mut self, now: Instant, allowed: u32) -> bool {
+        if now.saturating_duration_since(self.started) > LAG_WINDOW {
+            self.started = now;
+            self.skips = 0;
+        }
+        self.skips += 1;
+        allowed > 0 && self.skips > allowed
+    }
+}
+
 /// Per-listener delivery state for metrics.
 struct Delivery {
     last_sequence: Option<u64>,
@@ -131,12 +207,22 @@ async fn write_loop<S>(
     session: &Session,
     settings: ListenerSettings,
     mut shutdown: watch::Receiver<bool>,
+    activity: &Activity,
 ) -> DisconnectReason
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
     let hub = &session.station;
     let (latest, mut frames) = hub.subscribe();
+    let mut pings = tokio::time::interval_at(
+        Instant::now() + settings.ping_interval,
+        settings.ping_interval,
+    );
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lag = LagWindow {
+        started: Instant::now(),
+        skips: 0,
+    };
     let mut delivery = Delivery {
         last_sequence: None,
         last_write: None,
@@ -172,6 +258,24 @@ where
                 // The reader ended: the client closed or vanished.
                 None => return DisconnectReason::ClientClosed,
             },
+            _ = pings.tick() => {
+                if activity.idle_for() >= settings.idle_timeout {
+                    close(&mut sink, close_code::GOING_AWAY, "idle timeout").await;
+                    return DisconnectReason::IdleTimeout;
+                }
+                let sent = timeout(settings.send_timeout, sink.send(Message::Ping(Default::default()))).await;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => {
+                        hub.count_send_error();
+                        return DisconnectReason::SendError;
+                    }
+                    Err(_) => {
+                        hub.count_send_error();
+                        return DisconnectReason::SendTimeout;
+                    }
+                }
+            }
             received = frames.recv() => {
                 let (frame, flags) = match received {
                     Ok(frame) => {
@@ -185,6 +289,10 @@ where
                         let (newest, skipped) = newest_frame(&mut frames);
                         hub.metrics.dropped_lagged.increment(missed + skipped);
                         hub.stats.dropped.fetch_add(missed + skipped, Ordering::Relaxed);
+                        if lag.skipped(Instant::now(), settings.max_lag_skips_per_minute) {
+                            close(&mut sink, close_code::POLICY_VIOLATION, "too slow: cannot keep up with the live stream").await;
+                            return DisconnectReason::PersistentLag;
+                        }
                         match newest {
                             Some(frame) => (frame, FLAG_DISCONTINUITY),
                             None => continue,
@@ -322,8 +430,12 @@ where
 }
 
 /// Reads client messages until the client closes, answering through the writer.
-async fn read_loop<R>(mut stream: R, out: mpsc::Sender<Outgoing>, session: Session)
-where
+async fn read_loop<R>(
+    mut stream: R,
+    out: mpsc::Sender<Outgoing>,
+    session: Session,
+    activity: Arc<Activity>,
+) where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let mut reported_underruns: Option<u64> = None;
@@ -331,6 +443,7 @@ where
     // Clients report about once a second; a burst allows for a reconnect or a busy tab catching up.
     let mut stats_bucket = TokenBucket::new(5, 2.0);
     while let Some(message) = stream.next().await {
+        activity.touch();
         let reply = match message {
             Ok(Message::Text(text)) => {
                 match handle_text(&text, &session, &mut reported_underruns, &mut stats_bucket) {
@@ -356,18 +469,22 @@ where
             Ok(Message::Ping(_) | Message::Pong(_)) => continue,
             Ok(Message::Close(_)) => return,
             Err(error) => {
-                let close = if is_too_big(error) {
-                    Outgoing::Close {
+                let close = match classify(error) {
+                    ReadFailure::TooBig => Outgoing::Close {
                         code: close_code::MESSAGE_TOO_BIG,
                         reason: "message too big",
                         why: DisconnectReason::MessageTooBig,
-                    }
-                } else {
-                    Outgoing::Close {
+                    },
+                    ReadFailure::InvalidUtf8 => Outgoing::Close {
+                        code: close_code::INVALID_PAYLOAD,
+                        reason: "text message is not valid UTF-8",
+                        why: DisconnectReason::InvalidUtf8,
+                    },
+                    ReadFailure::Protocol => Outgoing::Close {
                         code: close_code::PROTOCOL_ERROR,
                         reason: "protocol error",
                         why: DisconnectReason::ProtocolError,
-                    }
+                    },
                 };
                 let _ = out.send(close).await;
                 return;
@@ -483,11 +600,21 @@ async fn control(
     }
 }
 
-fn is_too_big(error: axum::Error) -> bool {
+/// Why reading from a client failed, which decides the close code.
+enum ReadFailure {
+    TooBig,
+    InvalidUtf8,
+    Protocol,
+}
+
+fn classify(error: axum::Error) -> ReadFailure {
+    use tokio_tungstenite::tungstenite::Error;
     let inner = error.into_inner();
-    match inner.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
-        Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) => true,
-        Some(_) => false,
-        None => inner.to_string().to_ascii_lowercase().contains("too long"),
+    match inner.downcast_ref::<Error>() {
+        Some(Error::Capacity(_)) => ReadFailure::TooBig,
+        Some(Error::Utf8(_)) => ReadFailure::InvalidUtf8,
+        Some(_) => ReadFailure::Protocol,
+        None if inner.to_string().to_ascii_lowercase().contains("too long") => ReadFailure::TooBig,
+        None => ReadFailure::Protocol,
     }
 }

@@ -58,6 +58,7 @@ pub struct Synth {
     timeline: Timeline,
     table: VoiceTable,
     renderer: CpuRenderer,
+    max_frames: usize,
 }
 
 impl Synth {
@@ -68,7 +69,16 @@ impl Synth {
             timeline: timeline.into(),
             table: VoiceTable::new(),
             renderer: CpuRenderer::new(max_frames),
+            max_frames,
         }
+    }
+
+    /// Rebuilds the voice table and renderer after a render panicked part-way, keeping the
+    /// timeline (seed and control log), so the music goes on exactly where it would have been.
+    /// Allocates: it runs on the fault path only, once per crash.
+    pub fn recover(&mut self) {
+        self.table = VoiceTable::new();
+        self.renderer = CpuRenderer::new(self.max_frames);
     }
 
     pub fn timeline(&self) -> &Timeline {

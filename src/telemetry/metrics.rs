@@ -43,10 +43,14 @@ pub const CLIENT_REPORTS: &str = "auralis_client_reports_total";
 pub const BUILD_INFO: &str = "auralis_build_info";
 pub const CONTROL_REQUESTS: &str = "auralis_control_requests_total";
 pub const SYSTEM_CPU: &str = "auralis_system_cpu_usage_ratio";
+pub const SYNTHESIS_RESTARTS: &str = "auralis_synthesis_restarts_total";
+pub const WS_REJECTIONS: &str = "auralis_ws_rejections_total";
+pub const HTTP_CONNECTIONS: &str = "auralis_http_connections";
+pub const HTTP_HEADER_TIMEOUTS: &str = "auralis_http_header_timeouts_total";
 
 /// The metrics `/metrics` always shows (with HELP text), for docs and tests. GPU fallbacks are
 /// described but only appear once a fallback happens.
-pub const ALL: [&str; 29] = [
+pub const ALL: [&str; 33] = [
     SYNTHESIS_DURATION,
     SYNTHESIS_REALTIME_FACTOR,
     SYNTHESIS_SKIPPED,
@@ -75,6 +79,10 @@ pub const ALL: [&str; 29] = [
     BUILD_INFO,
     CONTROL_REQUESTS,
     SYSTEM_CPU,
+    SYNTHESIS_RESTARTS,
+    WS_REJECTIONS,
+    HTTP_CONNECTIONS,
+    HTTP_HEADER_TIMEOUTS,
     // process_* series come from metrics-process and are described there.
     "process_resident_memory_bytes",
 ];
@@ -113,10 +121,16 @@ pub enum DisconnectReason {
     ProtocolError,
     /// The client asked for a protocol version the server does not speak.
     UnsupportedProtocol,
+    /// A text message was not valid UTF-8.
+    InvalidUtf8,
+    /// No message (not even a pong to the server's pings) within the idle timeout.
+    IdleTimeout,
+    /// The listener fell behind the live edge too often: it cannot keep up.
+    PersistentLag,
 }
 
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 7] = [
+    pub const ALL: [DisconnectReason; 10] = [
         DisconnectReason::ClientClosed,
         DisconnectReason::ServerShutdown,
         DisconnectReason::SendError,
@@ -124,6 +138,9 @@ impl DisconnectReason {
         DisconnectReason::MessageTooBig,
         DisconnectReason::ProtocolError,
         DisconnectReason::UnsupportedProtocol,
+        DisconnectReason::InvalidUtf8,
+        DisconnectReason::IdleTimeout,
+        DisconnectReason::PersistentLag,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -135,6 +152,9 @@ impl DisconnectReason {
             DisconnectReason::MessageTooBig => "message_too_big",
             DisconnectReason::ProtocolError => "protocol_error",
             DisconnectReason::UnsupportedProtocol => "unsupported_protocol",
+            DisconnectReason::InvalidUtf8 => "invalid_utf8",
+            DisconnectReason::IdleTimeout => "idle_timeout",
+            DisconnectReason::PersistentLag => "persistent_lag",
         }
     }
 }
@@ -314,9 +334,61 @@ fn describe_all() {
         "CPU use of the whole machine over the last second, 0..1 (all cores)."
     );
     describe_counter!(
+        SYNTHESIS_RESTARTS,
+        "Times a station's synthesis engine crashed (panicked) and was restarted."
+    );
+    describe_counter!(
+        WS_REJECTIONS,
+        "WebSocket upgrades refused before a session started, by reason (origin, token, listener limits, shutdown)."
+    );
+    describe_gauge!(
+        HTTP_CONNECTIONS,
+        "HTTP connections open and not upgraded to WebSocket (requests in flight, idle keep-alive, half-sent requests)."
+    );
+    describe_counter!(
+        HTTP_HEADER_TIMEOUTS,
+        "Connections closed because the client did not send a complete request head within the header read timeout."
+    );
+    describe_counter!(
         CONTROL_REQUESTS,
         "Music control requests (WebSocket and REST), by result: applied, invalid, unauthorized, rate_limited, unavailable."
     );
+}
+
+/// Server-wide series of the HTTP edge, registered once so they show at zero.
+#[derive(Debug)]
+pub struct EdgeMetrics {
+    pub connections: Gauge,
+    pub header_timeouts: Counter,
+    rejections: [Counter; crate::edge::Rejection::ALL.len()],
+}
+
+impl EdgeMetrics {
+    pub fn new() -> Self {
+        let rejections = crate::edge::Rejection::ALL.map(|reason| {
+            let counter = counter!(WS_REJECTIONS, "reason" => reason.as_str());
+            counter.increment(0);
+            counter
+        });
+        let metrics = Self {
+            connections: gauge!(HTTP_CONNECTIONS),
+            header_timeouts: counter!(HTTP_HEADER_TIMEOUTS),
+            rejections,
+        };
+        metrics.connections.increment(0.0);
+        metrics.header_timeouts.increment(0);
+        metrics
+    }
+
+    pub fn rejected(&self, reason: crate::edge::Rejection) -> &Counter {
+        &self.rejections[reason as usize]
+    }
+}
+
+impl Default for EdgeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The outcome of a music control request (the `result` label).
@@ -376,6 +448,7 @@ pub struct StationMetrics {
     pub synthesis_duration: Histogram,
     pub realtime_factor: Gauge,
     pub synthesis_skipped: Counter,
+    pub synthesis_restarts: Counter,
     pub ring_depth: Gauge,
     pub ring_utilization: Gauge,
     pub underruns: Counter,
@@ -414,6 +487,7 @@ impl StationMetrics {
             synthesis_duration: histogram!(SYNTHESIS_DURATION, "station" => s.clone(), "backend" => backend),
             realtime_factor: gauge!(SYNTHESIS_REALTIME_FACTOR, "station" => s.clone(), "backend" => backend),
             synthesis_skipped: counter!(SYNTHESIS_SKIPPED, "station" => s.clone()),
+            synthesis_restarts: counter!(SYNTHESIS_RESTARTS, "station" => s.clone()),
             ring_depth: gauge!(RING_DEPTH, "station" => s.clone()),
             ring_utilization: gauge!(RING_UTILIZATION, "station" => s.clone()),
             underruns: counter!(RING_UNDERRUNS, "station" => s.clone()),
@@ -443,6 +517,7 @@ impl StationMetrics {
         }
         for c in [
             &metrics.synthesis_skipped,
+            &metrics.synthesis_restarts,
             &metrics.underruns,
             &metrics.overruns,
             &metrics.connections_total,

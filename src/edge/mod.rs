@@ -1,0 +1,59 @@
+//! The server's edge: what every connection passes before it reaches a station.
+//!
+//! [`serve`] accepts TCP connections with a header read timeout and a connection cap;
+//! [`origin`] decides which web pages may open a stream; [`tokens`] checks listen and control
+//! tokens; [`slots`] caps listeners overall and per address. Every refusal is counted in
+//! `auralis_ws_rejections_total{reason}` with a [`Rejection`] reason.
+
+pub mod origin;
+pub mod serve;
+pub mod slots;
+pub mod tokens;
+
+/// Why a WebSocket upgrade was refused: the `reason` label of `auralis_ws_rejections_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    OriginNotAllowed,
+    OriginMissing,
+    TokenMissing,
+    TokenInvalid,
+    TokenExpired,
+    ServerFull,
+    AddressFull,
+    ShuttingDown,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 8] = [
+        Rejection::OriginNotAllowed,
+        Rejection::OriginMissing,
+        Rejection::TokenMissing,
+        Rejection::TokenInvalid,
+        Rejection::TokenExpired,
+        Rejection::ServerFull,
+        Rejection::AddressFull,
+        Rejection::ShuttingDown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::OriginNotAllowed => "origin_not_allowed",
+            Rejection::OriginMissing => "origin_missing",
+            Rejection::TokenMissing => "token_missing",
+            Rejection::TokenInvalid => "token_invalid",
+            Rejection::TokenExpired => "token_expired",
+            Rejection::ServerFull => "server_full",
+            Rejection::AddressFull => "address_full",
+            Rejection::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// Everything an upgrade passes before a session starts, built once per server.
+#[derive(Debug)]
+pub struct EdgeGuards {
+    pub origins: origin::OriginPolicy,
+    pub tokens: std::sync::Arc<tokens::TokenPolicy>,
+    pub slots: std::sync::Arc<slots::ListenerSlots>,
+    pub metrics: std::sync::Arc<crate::telemetry::metrics::EdgeMetrics>,
+}

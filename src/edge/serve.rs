@@ -1,0 +1,160 @@
+//! The accept loop: TCP connections to HTTP/1.1 (and WebSocket upgrades), with the limits that
+//! `axum::serve` does not have.
+//!
+//! - A header read timeout: a client that sends half a request (or nothing) and goes silent is
+//!   closed, so idle sockets cannot pile up (slowloris). `axum::serve` builds hyper's connection
+//!   without a timer, and hyper ignores its default header timeout without one.
+//! - A connection cap: past `max_connections` the loop stops accepting until one closes, and
+//!   the kernel's backlog holds the rest, instead of running out of file descriptors.
+//! - Accept errors (out of descriptors, say) pause the loop briefly instead of ending it.
+//!
+//! On shutdown it stops accepting and asks every HTTP connection to finish its request and close;
+//! upgraded WebSocket sessions watch the same signal themselves.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
+
+use crate::telemetry::metrics::EdgeMetrics;
+
+/// Limits of the accept loop.
+#[derive(Clone, Copy, Debug)]
+pub struct EdgeSettings {
+    /// Most HTTP connections open at once. A WebSocket session leaves this count when it is
+    /// upgraded; listeners are limited by [`ListenerSlots`](super::slots::ListenerSlots).
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers (also the idle keep-alive limit).
+    pub header_read_timeout: Duration,
+    /// Kernel send buffer per socket; bounds memory and latency for clients that stop reading.
+    pub send_buffer_bytes: Option<usize>,
+}
+
+/// How long the loop pauses after an accept error such as running out of file descriptors.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Largest request head hyper buffers (the default is 400 KiB; our requests are small).
+const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+
+/// Serves `app` on `listener` until `shutdown` turns true, then waits up to `grace` for open
+/// HTTP connections to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    settings: EdgeSettings,
+    metrics: Arc<EdgeMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Per-connection failures (reset before accept) and resource exhaustion
+                    // alike: the listener itself stays usable.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        tune(&stream, settings.send_buffer_bytes);
+        let app = app.clone();
+        let metrics = Arc::clone(&metrics);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            metrics.connections.increment(1.0);
+            serve_connection(stream, peer, app, settings, shutdown, &metrics).await;
+            metrics.connections.decrement(1.0);
+        });
+    }
+    // Every connection task holds a permit: all permits back means all connections done.
+    let all = settings.max_connections.max(1) as u32;
+    if tokio::time::timeout(grace, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::debug!("some HTTP connections were still open at the end of the grace period");
+    }
+}
+
+/// Audio must not wait for Nagle; a bounded send buffer bounds memory per stalled client. A
+/// failure only costs a little latency, so it is logged, not fatal.
+fn tune(stream: &TcpStream, send_buffer_bytes: Option<usize>) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
+    if let Some(bytes) = send_buffer_bytes {
+        if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(bytes) {
+            tracing::debug!("cannot set SO_SNDBUF: {e}");
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    settings: EdgeSettings,
+    mut shutdown: watch::Receiver<bool>,
+    metrics: &EdgeMetrics,
+) {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request.map(axum::body::Body::new)).await;
+            Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES);
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = stopped(&mut shutdown) => {
+            connection.as_mut().graceful_shutdown();
+            connection.as_mut().await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            metrics.header_timeouts.increment(1);
+            tracing::debug!(%peer, "closed a connection that did not send its request in time");
+        } else {
+            tracing::trace!(%peer, "connection ended with an error: {e}");
+        }
+    }
+}
+
+/// Resolves once the shutdown flag is set (without holding the watch lock across awaits).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
