@@ -139,10 +139,14 @@ function stationInfo(name) {
   return stations.find((s) => s.name === name) || null;
 }
 
+// A listen token in the page's own URL (`/?token=...`) is passed on to the stream: browsers
+// cannot set headers on a WebSocket, so servers that require tokens read it from the query.
 function streamUrl(name) {
   const info = stationInfo(name);
   const path = info && typeof info.stream === "string" ? info.stream : `/ws/${encodeURIComponent(name)}`;
-  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  const token = new URLSearchParams(location.search).get("token");
+  const query = token ? `?token=${encodeURIComponent(token)}` : "";
+  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path + query;
 }
 
 async function fetchStations() {
