@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod dashboard;
 pub mod edge;
+pub mod fuzz;
 pub mod http;
 pub mod listen;
 pub mod load;

@@ -1,0 +1,6 @@
+#![no_main]
+//! See `auralis::fuzz::token` for the properties checked.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| auralis::fuzz::token(data));
