@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test suite of Auralis from a fresh checkout: formatting, lints, unit, integration,
-# doc tests and a smoke run of every benchmark. Installs what it needs first.
+# doc tests, a smoke run of every benchmark, a short soak and the dependency audit. Installs what
+# it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,5 +56,11 @@ cargo test --doc --all-features
 
 log "end-to-end smoke: the binary serves, streams and reports"
 ./scripts/smoke.sh
+
+log "soak, short: 100 listeners (a tenth slow or stalled) for 60 s; no gaps, RSS flat"
+AURALIS_BIN=target/debug/auralis ./scripts/soak.sh 100 60s 20s
+
+log "dependency audit (cargo deny: advisories, licenses, bans, sources)"
+./scripts/audit.sh
 
 log "all suites passed"

@@ -198,7 +198,12 @@ pub(crate) async fn run_websocket(
     };
     let mut stalled = false;
     loop {
-        if Instant::now() >= next_ping && Instant::now() < end {
+        // Checked before reading: a slow reader always has a backlog, and a timeout whose
+        // deadline has passed still returns a message that is ready.
+        if Instant::now() >= end {
+            break;
+        }
+        if Instant::now() >= next_ping {
             // An unanswered ping is replaced: its pong was lost or is too late to be useful.
             pings_sent += 1;
             let text = format!(r#"{{"type":"ping","client_time":{pings_sent}}}"#);
@@ -328,6 +333,9 @@ pub(crate) async fn run_http(
                     return;
                 }
             }
+        }
+        if Instant::now() >= end {
+            break; // a slow reader's backlog would otherwise keep it reading past the end
         }
         received = match tokio::time::timeout_at(end, stream.read(&mut buffer)).await {
             Err(_) => break,
