@@ -58,7 +58,7 @@ log "end-to-end smoke: the binary serves, streams and reports"
 ./scripts/smoke.sh
 
 log "soak, short: 100 listeners (a tenth slow or stalled) for 60 s; no gaps, RSS flat"
-AURALIS_BIN=target/debug/auralis ./scripts/soak.sh 100 60s 20s
+SOAK_PORT=18463 AURALIS_BIN=target/debug/auralis ./scripts/soak.sh 100 60s 20s
 
 log "dependency audit (cargo deny: advisories, licenses, bans, sources)"
 ./scripts/audit.sh
