@@ -16,7 +16,7 @@ listeners=${1:-500}
 duration=${2:-30m}
 warmup=${3:-60s}
 max_growth=${MAX_RSS_GROWTH:-0.05}
-port=${SOAK_PORT:-18461}
+port=${SOAK_PORT:-18465}
 bin=${AURALIS_BIN:-target/release/auralis}
 if [ -z "${AURALIS_BIN:-}" ]; then
   cargo build --release --quiet --bin auralis
