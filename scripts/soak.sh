@@ -55,8 +55,8 @@ warmup_s = sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|s|m|h)",
 r = json.load(open(report_path))
 samples = [tuple(map(int, line.split())) for line in open(rss_path) if line.strip()]
 steady = [kb for t, kb in samples if t >= warmup_s]
-assert len(steady) >= 2, f"too few RSS samples after warm-up: {samples}"
-tenth = max(1, len(steady) // 10)
+assert len(steady) >= 6, f"too few RSS samples after warm-up: {samples}"
+tenth = max(3, len(steady) // 10)  # at least three samples a side, for short runs
 baseline = sum(steady[:tenth]) / tenth
 end = sum(steady[-tenth:]) / tenth
 growth = end / baseline - 1

@@ -10,6 +10,9 @@ use crate::synth::params::Preset;
 /// Most stations one server runs (each has its own thread; the `station` label stays small).
 pub const MAX_STATIONS: usize = 32;
 
+/// Most HTTP connections `--max-connections` may allow (far above any file-descriptor limit).
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// Which renderer to use (`--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum BackendChoice {
@@ -58,6 +61,8 @@ pub enum ConfigError {
     IdleBeforePing,
     #[error("{0} must be at least 1")]
     ZeroLimit(&'static str),
+    #[error("--max-connections may be at most {MAX_CONNECTIONS} (got {0})")]
+    TooManyConnections(usize),
 }
 
 /// A secret from configuration: never shown by `Debug`.
@@ -167,6 +172,8 @@ pub struct Config {
     pub max_connections: usize,
     /// A client must send its request head within this time, or the connection is closed.
     pub header_read_timeout: Duration,
+    /// A request must be answered within this time from its head (slow bodies get 408).
+    pub request_timeout: Duration,
     /// How often the server pings each listener.
     pub ping_interval: Duration,
     /// A listener that sends nothing (not even a pong) for this long is disconnected.
@@ -206,6 +213,7 @@ impl Default for Config {
             max_listeners_per_ip: 0,
             max_connections: 4_096,
             header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             max_lag_skips_per_minute: 10,
@@ -265,10 +273,25 @@ impl Config {
         for (name, value) in [
             ("--max-listeners", self.max_listeners),
             ("--max-connections", self.max_connections),
+            (
+                "--ping-interval-ms",
+                self.ping_interval.as_millis() as usize,
+            ),
+            (
+                "--header-read-timeout-ms",
+                self.header_read_timeout.as_millis() as usize,
+            ),
+            (
+                "--request-timeout-ms",
+                self.request_timeout.as_millis() as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit(name));
             }
+        }
+        if self.max_connections > MAX_CONNECTIONS {
+            return Err(ConfigError::TooManyConnections(self.max_connections));
         }
         Ok(())
     }
@@ -344,6 +367,22 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::TooManyStations(33)));
+        let c = Config {
+            ping_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ZeroLimit("--ping-interval-ms"))
+        );
+        let c = Config {
+            max_connections: MAX_CONNECTIONS + 1,
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TooManyConnections(_))
+        ));
         assert_eq!(Config::default().chunk_frames(), 4800);
         assert_eq!(Config::default().buffer_chunks(), 3);
     }

@@ -66,6 +66,8 @@ pub struct AppState {
     pub listener_done: mpsc::Sender<()>,
     /// The newest live-dashboard report (JSON), for `GET /api/live`.
     pub live: watch::Receiver<Arc<str>>,
+    /// Permits for open `/api/live` streams.
+    live_streams: Arc<tokio::sync::Semaphore>,
     next_session: AtomicU64,
 }
 
@@ -99,6 +101,7 @@ impl AppState {
             shutdown,
             listener_done,
             live,
+            live_streams: Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_STREAMS)),
             next_session: AtomicU64::new(1),
         }
     }
@@ -138,7 +141,12 @@ pub enum AppError {
     Full(#[from] SlotError),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("too many live dashboard streams are open; try again later")]
+    TooManyLiveStreams,
 }
+
+/// Most `/api/live` streams open at once (each is a dashboard tab).
+const MAX_LIVE_STREAMS: usize = 64;
 
 /// Seconds a refused listener is asked to wait before trying again.
 const RETRY_AFTER_FULL_SECONDS: u64 = 5;
@@ -177,6 +185,7 @@ impl IntoResponse for AppError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 Rejection::ShuttingDown.as_str(),
             ),
+            AppError::TooManyLiveStreams => (StatusCode::SERVICE_UNAVAILABLE, "too_many_streams"),
             AppError::Control(e) => {
                 let status = match e {
                     ControlError::Access(AccessError::RemoteNeedsToken) => StatusCode::FORBIDDEN,
@@ -202,7 +211,7 @@ impl IntoResponse for AppError {
             | AppError::ListenToken(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::Full(_) | AppError::ShuttingDown => {
+            AppError::Full(_) | AppError::ShuttingDown | AppError::TooManyLiveStreams => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(RETRY_AFTER_FULL_SECONDS),
@@ -294,6 +303,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
+        .filter(|token| !token.is_empty())
 }
 
 /// Everything a listener must pass before the upgrade, cheapest refusal first. A refusal is
@@ -552,7 +562,11 @@ async fn control_change(
 /// client leaves or the server shuts down.
 async fn live(
     State(state): State<Arc<AppState>>,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, AppError> {
+    // Each stream holds its connection open for as long as the client likes: cap them.
+    let permit = Arc::clone(&state.live_streams)
+        .try_acquire_owned()
+        .map_err(|_| AppError::TooManyLiveStreams)?;
     let mut shutdown = state.shutdown.clone();
     let reports =
         futures_util::stream::unfold((state.live.clone(), true), |(mut live, first)| async move {
@@ -563,11 +577,14 @@ async fn live(
             Some((report, (live, false)))
         })
         .filter(|report| std::future::ready(!report.is_empty()))
-        .map(|report| Ok(Event::default().data(&*report)))
+        .map(move |report| {
+            let _held = &permit;
+            Ok(Event::default().data(&*report))
+        })
         .take_until(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         });
-    Sse::new(reports).keep_alive(KeepAlive::default())
+    Ok(Sse::new(reports).keep_alive(KeepAlive::default()))
 }
 
 /// `/dashboard`: the live dashboard page.

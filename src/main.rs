@@ -147,6 +147,9 @@ struct ServeArgs {
     /// A client must send a complete request head within this many ms.
     #[arg(long, env = "AURALIS_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     header_read_timeout_ms: u64,
+    /// A request must be answered within this many ms of its head (a slow body gets 408).
+    #[arg(long, env = "AURALIS_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    request_timeout_ms: u64,
     /// How often each listener is pinged, in ms.
     #[arg(long, env = "AURALIS_PING_INTERVAL_MS", default_value_t = 15_000)]
     ping_interval_ms: u64,
@@ -358,6 +361,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_listeners_per_ip: args.max_listeners_per_ip,
         max_connections: args.max_connections,
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
         ping_interval: Duration::from_millis(args.ping_interval_ms),
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),
         max_lag_skips_per_minute: args.max_lag_skips_per_minute,

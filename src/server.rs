@@ -195,6 +195,7 @@ pub async fn run_with_handles(
     let edge = EdgeSettings {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
+        request_timeout: config.request_timeout,
         send_buffer_bytes: config.tcp_send_buffer_bytes,
     };
     let signal_stop = stop_tx.clone();

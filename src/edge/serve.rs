@@ -23,6 +23,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::telemetry::metrics::EdgeMetrics;
@@ -35,6 +36,9 @@ pub struct EdgeSettings {
     pub max_connections: usize,
     /// Longest a client may take to send a request's headers (also the idle keep-alive limit).
     pub header_read_timeout: Duration,
+    /// Longest a request may take from its head to its response (a body sent byte by byte, say);
+    /// answered with 408. Streaming responses are not cut: their head is the response.
+    pub request_timeout: Duration,
     /// Kernel send buffer per socket; bounds memory and latency for clients that stop reading.
     pub send_buffer_bytes: Option<usize>,
 }
@@ -55,7 +59,10 @@ pub async fn serve(
     grace: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let mut connections = JoinSet::new();
     loop {
+        // Finished connections leave the set as we go, so it stays as small as the open ones.
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             biased;
             _ = stopped(&mut shutdown) => break,
@@ -82,20 +89,41 @@ pub async fn serve(
         let app = app.clone();
         let metrics = Arc::clone(&metrics);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
-            metrics.connections.increment(1.0);
+            let _open = OpenConnection::new(&metrics);
             serve_connection(stream, peer, app, settings, shutdown, &metrics).await;
-            metrics.connections.decrement(1.0);
         });
     }
-    // Every connection task holds a permit: all permits back means all connections done.
-    let all = settings.max_connections.max(1) as u32;
-    if tokio::time::timeout(grace, permits.acquire_many(all))
-        .await
-        .is_err()
+    // Refuse new connections at once rather than let the kernel queue them until we exit.
+    drop(listener);
+    if tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
-        tracing::debug!("some HTTP connections were still open at the end of the grace period");
+        tracing::debug!(
+            open = connections.len(),
+            "HTTP connections still open at the end of the grace period were closed"
+        );
+        connections.abort_all();
+    }
+}
+
+/// Counts a connection in the open-connections gauge for as long as it lives, panics included.
+struct OpenConnection<'a>(&'a EdgeMetrics);
+
+impl<'a> OpenConnection<'a> {
+    fn new(metrics: &'a EdgeMetrics) -> Self {
+        metrics.connections.increment(1.0);
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections.decrement(1.0);
     }
 }
 
@@ -120,12 +148,17 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
     metrics: &EdgeMetrics,
 ) {
+    let request_timeout = settings.request_timeout;
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         let app = app.clone();
         async move {
-            let response = app.oneshot(request.map(axum::body::Body::new)).await;
-            Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+            let handled = app.oneshot(request.map(axum::body::Body::new));
+            let response = match tokio::time::timeout(request_timeout, handled).await {
+                Ok(response) => response.unwrap_or_else(|never| match never {}),
+                Err(_) => request_timed_out(),
+            };
+            Ok::<_, Infallible>(response)
         }
     });
     let mut builder = http1::Builder::new();
@@ -152,6 +185,15 @@ async fn serve_connection(
             tracing::trace!(%peer, "connection ended with an error: {e}");
         }
     }
+}
+
+/// The answer to a request that took longer than the request timeout.
+fn request_timed_out() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = serde_json::json!({
+        "error": {"code": "request_timeout", "message": "the request took too long to arrive"}
+    });
+    (axum::http::StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response()
 }
 
 /// Resolves once the shutdown flag is set (without holding the watch lock across awaits).

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Prefix and version of signed tokens.
@@ -162,10 +162,18 @@ impl TokenPolicy {
             Scope::Listen => [&self.static_listen, &self.static_control],
             Scope::Control => [&self.static_control, &None],
         };
-        // Every configured static token is compared, so timing does not tell which one matched.
+        // Digests are compared, not the strings: `ct_eq` on slices of different lengths returns
+        // early, which would tell the token's length. Every configured token is compared, so
+        // timing does not tell which one matched either.
+        let presented_digest = Sha256::digest(presented.as_bytes());
         let mut static_match = false;
         for expected in statics.into_iter().flatten() {
-            static_match |= bool::from(expected.as_bytes().ct_eq(presented.as_bytes()));
+            let expected_digest = Sha256::digest(expected.as_bytes());
+            static_match |= bool::from(
+                expected_digest
+                    .as_slice()
+                    .ct_eq(presented_digest.as_slice()),
+            );
         }
         if static_match {
             return Ok(());

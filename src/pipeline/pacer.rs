@@ -50,6 +50,9 @@ pub struct Pacer {
     seen_overruns: u64,
     seen_skips: u64,
     seen_restarts: u64,
+    /// Restarts not yet reported in a log line, and when the last line went out.
+    unlogged_restarts: u64,
+    last_restart_log: Option<Instant>,
     /// Underruns not yet reported in a log line, and when the last line went out.
     unlogged_underruns: u64,
     last_underrun_log: Option<Instant>,
@@ -82,6 +85,8 @@ impl Pacer {
             seen_overruns: 0,
             seen_skips: 0,
             seen_restarts: 0,
+            unlogged_restarts: 0,
+            last_restart_log: None,
             unlogged_underruns: 0,
             last_underrun_log: None,
         }
@@ -227,12 +232,23 @@ impl Pacer {
             hub.metrics
                 .synthesis_restarts
                 .increment(restarts - self.seen_restarts);
+            self.unlogged_restarts += restarts - self.seen_restarts;
+            self.seen_restarts = restarts;
+        }
+        // One line per 10 s at most: an engine that panics on every block must not flood the log.
+        let now = Instant::now();
+        if self.unlogged_restarts > 0
+            && self
+                .last_restart_log
+                .is_none_or(|last| now.saturating_duration_since(last) >= UNDERRUN_LOG_INTERVAL)
+        {
             tracing::error!(
                 station = %hub.name,
-                restarts = restarts - self.seen_restarts,
+                restarts = self.unlogged_restarts,
                 "synthesis engine panicked and was restarted; listeners got flagged silence meanwhile"
             );
-            self.seen_restarts = restarts;
+            self.unlogged_restarts = 0;
+            self.last_restart_log = Some(now);
         }
         let skips = self.synthesis.skipped_chunks();
         hub.metrics
