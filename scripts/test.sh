@@ -20,8 +20,9 @@ done
 # chromium: the browser end-to-end test; nodejs: the browser client's unit tests;
 # prometheus, prometheus-alertmanager: promtool and amtool for the rules and their unit tests;
 # libasound2-dev, pkg-config: build the `playback` feature (cpal on ALSA); jackd2: the real-time
-# JACK dummy sink the native-listener test plays into through ALSA.
-packages=(curl chromium prometheus prometheus-alertmanager libasound2-dev pkg-config jackd2)
+# JACK dummy sink the native-listener test plays into through ALSA; mesa-vulkan-drivers: lavapipe,
+# the Vulkan driver on the CPU that the GPU renderer's tests run on where no GPU exists.
+packages=(curl chromium prometheus prometheus-alertmanager libasound2-dev pkg-config jackd2 mesa-vulkan-drivers)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

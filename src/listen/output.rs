@@ -118,7 +118,9 @@ fn choose_config(device: &cpal::Device) -> Result<cpal::SupportedStreamConfig, L
 /// Plays `config.url` until the duration passes or the process is interrupted.
 pub fn play(config: &ListenConfig) -> Result<ListenSummary, ListenError> {
     if !config.url.to_ascii_lowercase().starts_with("ws://") {
-        return Err(ListenError::BadUrl(crate::edge::tokens::redact_url(&config.url)));
+        return Err(ListenError::BadUrl(crate::edge::tokens::redact_url(
+            &config.url,
+        )));
     }
     let host = cpal::default_host();
     let device = find_device(&host, config.device.as_deref())?;

@@ -5,6 +5,7 @@
 //! `render` command and the benches all call, so they produce the same samples by construction.
 
 pub mod cpu;
+pub mod gpu;
 pub mod params;
 pub mod score;
 pub mod timeline;
