@@ -29,6 +29,7 @@ use crate::edge::tokens::{now_unix, Scope, TokenError};
 use crate::edge::{EdgeGuards, Rejection};
 use crate::stream::hub::StationHub;
 use crate::stream::ws::{self, ListenerSettings, Session};
+use crate::synth::gpu::AdapterSummary;
 use crate::synth::{MusicParams, Preset};
 use crate::telemetry;
 use crate::web;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub live: watch::Receiver<Arc<str>>,
     /// Permits for open `/api/live` streams.
     live_streams: Arc<tokio::sync::Semaphore>,
+    /// The GPU adapter synthesis runs on, if any.
+    pub gpu: Option<AdapterSummary>,
     next_session: AtomicU64,
 }
 
@@ -102,8 +105,15 @@ impl AppState {
             listener_done,
             live,
             live_streams: Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_STREAMS)),
+            gpu: None,
             next_session: AtomicU64::new(1),
         }
+    }
+
+    /// Records the GPU adapter synthesis runs on, for `/api/status`.
+    pub fn with_gpu(mut self, adapter: Option<AdapterSummary>) -> Self {
+        self.gpu = adapter;
+        self
     }
 
     fn station(&self, name: Option<&str>) -> Result<&Station, AppError> {
@@ -430,6 +440,8 @@ pub struct StatusReport {
     pub sample_rate: u32,
     pub chunk_ms: u32,
     pub listeners: u64,
+    /// The GPU adapter synthesis runs on (`null`: the CPU renderer).
+    pub gpu: Option<AdapterSummary>,
     pub stations: Vec<StationStatus>,
 }
 
@@ -479,6 +491,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<StatusReport> {
         sample_rate: state.sample_rate,
         chunk_ms: state.chunk_ms,
         listeners: stations.iter().map(|s| s.listeners).sum(),
+        gpu: state.gpu.clone(),
         stations,
     })
 }

@@ -21,11 +21,14 @@ use crate::edge::{self, EdgeGuards};
 use crate::http::{self, AppState, Station};
 use crate::pipeline::pacer::{self, Pacer};
 use crate::pipeline::ring::chunk_ring;
-use crate::pipeline::synthesis::{self, SynthesisSettings, SynthesisShared, SynthesisThread};
+use crate::pipeline::synthesis::{
+    self, StationInput, SynthesisSettings, SynthesisShared, SynthesisThread,
+};
 use crate::pipeline::unix_nanos;
 use crate::stream::hub::StationHub;
 use crate::stream::protocol::{Codec, FrameHeader, StreamFormat};
 use crate::stream::ws::ListenerSettings;
+use crate::synth::gpu::GpuRenderer;
 use crate::synth::{self, Backend, BackendError, MusicParams, Synth, Timeline, CHANNELS};
 use crate::telemetry;
 use crate::telemetry::metrics::{self, EdgeMetrics, InstallError};
@@ -57,11 +60,11 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// A running station: what must be stopped on shutdown.
+/// A running station.
 struct RunningStation {
     hub: Arc<StationHub>,
     control: Arc<StationControl>,
-    synthesis: SynthesisThread,
+    synthesis: Arc<SynthesisShared>,
 }
 
 /// One station's handles, for tests that reach into a running server.
@@ -120,7 +123,36 @@ pub async fn run_with_handles(
     on_start: impl FnOnce(Handles),
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let backend = synth::select_backend(config.backend)?;
+    let selected = synth::select_backend(config.backend)?;
+    let backend = selected.backend;
+    let gpu = match selected.gpu {
+        Some(context) => {
+            let adapter = context.adapter.clone();
+            tracing::info!(
+                adapter = %adapter.name,
+                backend = %adapter.backend,
+                device_type = %adapter.device_type,
+                driver = %adapter.driver,
+                "synthesis on the GPU"
+            );
+            let deadline = config.chunk_period() * config.buffer_chunks() as u32;
+            let renderer = GpuRenderer::new(
+                context,
+                config.stations.len(),
+                config.chunk_frames(),
+                deadline,
+            )
+            .map_err(BackendError::GpuUnavailable)?;
+            Some(renderer)
+        }
+        None => {
+            if let Some(reason) = &selected.gpu_skipped {
+                tracing::info!("synthesis on the CPU ({reason})");
+            }
+            None
+        }
+    };
+    let adapter = gpu.as_ref().map(|g| g.adapter().clone());
     // Without the recorder every metric handle is a no-op: the baseline for measuring what
     // telemetry costs.
     let metrics_handle = if config.metrics_enabled {
@@ -129,14 +161,14 @@ pub async fn run_with_handles(
         None
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stations = start_stations(&config, backend, &stop_rx)?;
+    let (stations, engines) = start_stations(&config, backend, gpu, &stop_rx)?;
     on_start(Handles {
         stations: stations
             .iter()
             .map(|s| StationHandles {
                 hub: Arc::clone(&s.hub),
                 control: Arc::clone(&s.control),
-                synthesis: Arc::clone(s.synthesis.shared()),
+                synthesis: Arc::clone(&s.synthesis),
             })
             .collect(),
     });
@@ -153,36 +185,39 @@ pub async fn run_with_handles(
     let tokens = Arc::new(config.token_policy().map_err(ConfigError::from)?);
     let edge_metrics = Arc::new(EdgeMetrics::new());
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let state = Arc::new(AppState::new(
-        stations
-            .iter()
-            .map(|s| Station {
-                hub: Arc::clone(&s.hub),
-                control: Arc::clone(&s.control),
-            })
-            .collect(),
-        Arc::new(ControlAccess::new(Arc::clone(&tokens))),
-        EdgeGuards {
-            origins: OriginPolicy::new(&config.allowed_origins, config.require_origin),
-            tokens,
-            slots: ListenerSlots::new(config.max_listeners, config.max_listeners_per_ip),
-            metrics: Arc::clone(&edge_metrics),
-        },
-        metrics_handle,
-        ListenerSettings {
-            send_timeout: config.send_timeout,
-            chunk_period: config.chunk_period(),
-            ping_interval: config.ping_interval,
-            idle_timeout: config.idle_timeout,
-            max_lag_skips_per_minute: config.max_lag_skips_per_minute,
-        },
-        config.max_client_message_bytes,
-        config.sample_rate,
-        config.chunk_ms,
-        stop_rx.clone(),
-        done_tx,
-        live,
-    ));
+    let state = Arc::new(
+        AppState::new(
+            stations
+                .iter()
+                .map(|s| Station {
+                    hub: Arc::clone(&s.hub),
+                    control: Arc::clone(&s.control),
+                })
+                .collect(),
+            Arc::new(ControlAccess::new(Arc::clone(&tokens))),
+            EdgeGuards {
+                origins: OriginPolicy::new(&config.allowed_origins, config.require_origin),
+                tokens,
+                slots: ListenerSlots::new(config.max_listeners, config.max_listeners_per_ip),
+                metrics: Arc::clone(&edge_metrics),
+            },
+            metrics_handle,
+            ListenerSettings {
+                send_timeout: config.send_timeout,
+                chunk_period: config.chunk_period(),
+                ping_interval: config.ping_interval,
+                idle_timeout: config.idle_timeout,
+                max_lag_skips_per_minute: config.max_lag_skips_per_minute,
+            },
+            config.max_client_message_bytes,
+            config.sample_rate,
+            config.chunk_ms,
+            stop_rx.clone(),
+            done_tx,
+            live,
+        )
+        .with_gpu(adapter),
+    );
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
@@ -227,10 +262,10 @@ pub async fn run_with_handles(
         upkeep.abort();
     }
     system_sampler.abort();
-    for mut station in stations {
-        station.synthesis.stop();
-        tracing::debug!(station = %station.hub.name, "station stopped");
+    for mut engine in engines {
+        engine.stop();
     }
+    tracing::debug!(stations = stations.len(), "synthesis stopped");
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -238,8 +273,9 @@ pub async fn run_with_handles(
 fn start_stations(
     config: &Config,
     backend: Backend,
+    gpu: Option<GpuRenderer>,
     stop: &watch::Receiver<bool>,
-) -> Result<Vec<RunningStation>, ServerError> {
+) -> Result<(Vec<RunningStation>, Vec<SynthesisThread>), ServerError> {
     let chunk_frames = config.chunk_frames();
     let target_depth = config.buffer_chunks();
     let capacity = target_depth + RING_HEADROOM_CHUNKS;
@@ -261,7 +297,15 @@ fn start_stations(
         rendered_unix_ns: 0,
         sent_unix_ns: 0,
     };
-    let mut running = Vec::with_capacity(config.stations.len());
+    let settings = SynthesisSettings {
+        start_position,
+        chunk_frames,
+        target_depth,
+        chunk_period: config.chunk_period(),
+    };
+    // Each station's engine input, ring consumer and control outbox, before any thread starts.
+    let mut inputs = Vec::with_capacity(config.stations.len());
+    let mut ends = Vec::with_capacity(config.stations.len());
     for station in &config.stations {
         let params = match station.preset {
             Some(preset) => MusicParams::from_preset(station.seed, preset),
@@ -269,25 +313,56 @@ fn start_stations(
         };
         let timeline = Timeline::new(station.seed, config.sample_rate, params);
         let initial = timeline.latest_entry();
-        let synth = Synth::new(timeline, chunk_frames);
         let (producer, consumer) = chunk_ring(capacity, chunk_frames * CHANNELS);
-        let (outbox, inbox) = synthesis::control_link(CONTROL_QUEUE);
-        let synthesis = synthesis::spawn(
-            &station.name,
-            synth,
+        let (outbox, controls) = synthesis::control_link(CONTROL_QUEUE);
+        inputs.push(StationInput {
+            synth: Synth::new(timeline, chunk_frames),
             producer,
-            inbox,
-            SynthesisSettings {
-                start_position,
-                chunk_frames,
-                target_depth,
-                chunk_period: config.chunk_period(),
-            },
-        )
-        .map_err(|source| ServerError::Thread {
-            station: station.name.clone(),
-            source,
-        })?;
+            controls,
+            settings,
+        });
+        ends.push((consumer, outbox, initial));
+    }
+    // The CPU renders each station on its own thread; the GPU renders every station's due
+    // blocks in one submission from one thread.
+    let thread_error = |station: &str| {
+        let station = station.to_string();
+        move |source| ServerError::Thread { station, source }
+    };
+    let engines: Vec<SynthesisThread> = match gpu {
+        Some(renderer) => {
+            let metrics = metrics::gpu_metrics(renderer.adapter());
+            vec![synthesis::spawn_gpu(inputs, renderer, metrics).map_err(thread_error("all"))?]
+        }
+        None => config
+            .stations
+            .iter()
+            .zip(inputs)
+            .map(|(station, input)| {
+                synthesis::spawn(
+                    &station.name,
+                    input.synth,
+                    input.producer,
+                    input.controls,
+                    input.settings,
+                )
+                .map_err(thread_error(&station.name))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let per_station: Vec<(Arc<SynthesisShared>, Option<std::thread::Thread>)> = engines
+        .iter()
+        .flat_map(|engine| {
+            engine
+                .stations()
+                .iter()
+                .map(move |shared| (Arc::clone(shared), engine.waker()))
+        })
+        .collect();
+    let mut running = Vec::with_capacity(config.stations.len());
+    for ((station, (consumer, outbox, initial)), (shared, waker)) in
+        config.stations.iter().zip(ends).zip(per_station)
+    {
         let hub = Arc::new(StationHub::new(
             station.name.clone(),
             station.seed,
@@ -299,8 +374,8 @@ fn start_stations(
         ));
         let pacer = Pacer::new(
             consumer,
-            Arc::clone(synthesis.shared()),
-            synthesis.waker(),
+            Arc::clone(&shared),
+            waker.clone(),
             template,
             start_position,
         );
@@ -318,15 +393,15 @@ fn start_stations(
             config.sample_rate,
             initial,
             outbox,
-            synthesis.waker(),
+            waker,
         ));
         running.push(RunningStation {
             hub,
             control,
-            synthesis,
+            synthesis: shared,
         });
     }
-    Ok(running)
+    Ok((running, engines))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM: what stops `serve` and `listen`.

@@ -112,3 +112,172 @@ fn gpu_matches_the_cpu_reference_for_a_minute_of_many_streams() {
     // Every kind of voice was compared, not just silence.
     assert!(voices_seen.iter().all(|&n| n > 0), "{voices_seen:?}");
 }
+
+mod server {
+    use super::*;
+    use auralis::config::{BackendChoice, StationConfig};
+    use auralis::pipeline::synthesis::GpuFault;
+    use auralis::stream::protocol::FLAG_UNDERRUN_FILL;
+    use common::*;
+
+    /// A server rendering on the GPU (lavapipe where there is no GPU), with three stations.
+    async fn gpu_server(name: &str) -> Option<TestServer> {
+        gpu()?;
+        let server = TestServer::start_with(name, 60, |c| {
+            c.backend = BackendChoice::Gpu;
+            c.stations.push(StationConfig {
+                name: format!("{name}-b"),
+                seed: 61,
+                preset: Some(Preset::Pulse),
+            });
+            c.stations.push(StationConfig {
+                name: format!("{name}-c"),
+                seed: 62,
+                preset: Some(Preset::Night),
+            });
+        })
+        .await;
+        Some(server)
+    }
+
+    /// The CPU reference for a chunk of station `seed` (no live changes) as s16 samples.
+    fn reference(seed: u64, preset: Option<Preset>, position: u64) -> Vec<i16> {
+        let params = match preset {
+            Some(p) => MusicParams::from_preset(seed, p),
+            None => MusicParams::from_seed(seed),
+        };
+        let mut synth = auralis::synth::Synth::new(Timeline::new(seed, RATE, params), FRAMES);
+        let mut out = vec![0.0f32; FRAMES * 2];
+        synth.render(position, &mut out).unwrap();
+        out.iter()
+            .map(|s| auralis::stream::protocol::f32_to_s16(*s))
+            .collect()
+    }
+
+    fn samples(audio: &Audio) -> Vec<i16> {
+        audio
+            .payload()
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gpu_server_streams_what_the_cpu_reference_renders() {
+        let Some(server) = gpu_server("gpu-live").await else {
+            return;
+        };
+        let stations = [
+            ("gpu-live", 60, None),
+            ("gpu-live-b", 61, Some(Preset::Pulse)),
+            ("gpu-live-c", 62, Some(Preset::Night)),
+        ];
+        for (name, seed, preset) in stations {
+            let mut ws = server.connect(&format!("/ws/{name}")).await;
+            let frames = audio_frames(&mut ws, 8).await;
+            assert_contiguous(&frames);
+            let mut compared = 0;
+            for frame in frames
+                .iter()
+                .filter(|f| f.header.flags & FLAG_UNDERRUN_FILL == 0)
+            {
+                let expected = reference(seed, preset, frame.header.position);
+                let worst = samples(frame)
+                    .iter()
+                    .zip(&expected)
+                    .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                    .max()
+                    .unwrap_or(0);
+                // 1e-4 of full scale is 3.3 steps of 16 bits, plus rounding.
+                assert!(
+                    worst <= 4,
+                    "{name} at {}: {worst} steps off",
+                    frame.header.position
+                );
+                compared += 1;
+            }
+            assert!(
+                compared >= 4,
+                "{name}: only {compared} chunks were real audio"
+            );
+        }
+        let (_, status) = server.get("/api/status").await;
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert!(
+            status["gpu"]["name"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty()),
+            "{status}"
+        );
+        assert_eq!(status["stations"][0]["backend"], "gpu");
+        let metrics = server.metrics().await;
+        assert!(metrics.contains("auralis_gpu_info{"), "no gpu info");
+        let batches = metric_value(&metrics, "auralis_gpu_dispatch_seconds_count").unwrap();
+        assert!(batches > 0.0);
+        let allocated = metric_value(&metrics, "auralis_gpu_allocated_bytes").unwrap();
+        assert!(allocated >= (3 * FRAMES * 2 * 4) as f64);
+    }
+
+    /// Injects `fault` into the GPU path and checks that listeners hear no gap and no silence,
+    /// and that the fallback counter names the reason.
+    async fn survives(fault: GpuFault, reason: &str) {
+        let name = format!("gpu-{reason}");
+        let Some(server) = gpu_server(&name).await else {
+            return;
+        };
+        let mut ws = server.connect(&format!("/ws/{name}")).await;
+        let mut frames = audio_frames(&mut ws, 3).await;
+        server.synthesis().inject_gpu_faults(fault, 3);
+        let series =
+            format!("auralis_synthesis_fallbacks_total{{station=\"{name}\",reason=\"{reason}\"}}");
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            frames.extend(audio_frames(&mut ws, 1).await);
+            let metrics = server.metrics().await;
+            if metric_value(&metrics, &series).unwrap_or(0.0) >= 1.0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no fallback counted for {reason}"
+            );
+        }
+        // A few more chunks, across the back-off and back on the GPU.
+        frames.extend(audio_frames(&mut ws, 15).await);
+        assert_contiguous(&frames);
+        let fills = frames
+            .iter()
+            .filter(|f| f.header.flags & FLAG_UNDERRUN_FILL != 0)
+            .count();
+        assert_eq!(fills, 0, "the CPU fallback must leave no silence");
+        for frame in &frames[3..] {
+            let expected = reference(60, None, frame.header.position);
+            let worst = samples(frame)
+                .iter()
+                .zip(&expected)
+                .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                .max()
+                .unwrap_or(0);
+            assert!(
+                worst <= 4,
+                "{reason}: {worst} steps off at {}",
+                frame.header.position
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_device_falls_back_to_the_cpu_without_a_gap() {
+        survives(GpuFault::DeviceLost, "device_lost").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_validation_error_falls_back_to_the_cpu_without_a_gap() {
+        survives(GpuFault::Validation, "validation").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_late_readback_falls_back_to_the_cpu_without_a_gap() {
+        survives(GpuFault::Timeout, "timeout").await;
+    }
+}

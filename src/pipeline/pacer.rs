@@ -50,6 +50,9 @@ pub struct Pacer {
     seen_overruns: u64,
     seen_skips: u64,
     seen_restarts: u64,
+    seen_fallbacks: [u64; crate::pipeline::synthesis::FALLBACK_REASONS.len()],
+    unlogged_fallbacks: u64,
+    last_fallback_log: Option<Instant>,
     /// Restarts not yet reported in a log line, and when the last line went out.
     unlogged_restarts: u64,
     last_restart_log: Option<Instant>,
@@ -85,6 +88,9 @@ impl Pacer {
             seen_overruns: 0,
             seen_skips: 0,
             seen_restarts: 0,
+            seen_fallbacks: Default::default(),
+            unlogged_fallbacks: 0,
+            last_fallback_log: None,
             unlogged_restarts: 0,
             last_restart_log: None,
             unlogged_underruns: 0,
@@ -227,6 +233,14 @@ impl Pacer {
             .overruns
             .fetch_add(overruns - self.seen_overruns, Ordering::Relaxed);
         self.seen_overruns = overruns;
+        let fallbacks = self.synthesis.fallbacks();
+        for (i, (now, seen)) in fallbacks.iter().zip(&mut self.seen_fallbacks).enumerate() {
+            if now > seen {
+                hub.metrics.fallbacks[i].increment(now - *seen);
+                self.unlogged_fallbacks += now - *seen;
+                *seen = *now;
+            }
+        }
         let restarts = self.synthesis.restarts();
         if restarts > self.seen_restarts {
             hub.metrics
@@ -235,8 +249,22 @@ impl Pacer {
             self.unlogged_restarts += restarts - self.seen_restarts;
             self.seen_restarts = restarts;
         }
-        // One line per 10 s at most: an engine that panics on every block must not flood the log.
+        // One line per 10 s at most: an engine that panics (or a GPU that fails) on every block
+        // must not flood the log.
         let now = Instant::now();
+        if self.unlogged_fallbacks > 0
+            && self
+                .last_fallback_log
+                .is_none_or(|last| now.saturating_duration_since(last) >= UNDERRUN_LOG_INTERVAL)
+        {
+            tracing::warn!(
+                station = %hub.name,
+                blocks = self.unlogged_fallbacks,
+                "the GPU failed; blocks were rendered on the CPU (see auralis_synthesis_fallbacks_total)"
+            );
+            self.unlogged_fallbacks = 0;
+            self.last_fallback_log = Some(now);
+        }
         if self.unlogged_restarts > 0
             && self
                 .last_restart_log

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::ring::{ChunkProducer, RenderedChunk};
 use super::unix_nanos;
+use crate::synth::gpu::{GpuError, GpuRenderer};
 use crate::synth::{ControlEntry, MusicParams, ScheduleFull, Synth};
 
 /// A parameter change on its way to the synthesis thread.
@@ -93,6 +94,45 @@ pub struct SynthesisShared {
     restarts: AtomicU64,
     /// Fault injection for tests: this many coming renders panic. Zero unless a test sets it.
     inject_panics: AtomicU32,
+    /// Blocks the GPU engine rendered on the CPU instead, by [`FALLBACK_REASONS`] index.
+    fallbacks: [AtomicU64; FALLBACK_REASONS.len()],
+    /// Fault injection for tests: this many coming GPU batches fail, with this reason index.
+    inject_gpu_faults: AtomicU32,
+    injected_gpu_reason: AtomicU32,
+}
+
+/// The `reason` label values of `auralis_synthesis_fallbacks_total`, as [`GpuError::reason`]
+/// names them.
+pub const FALLBACK_REASONS: [&str; 5] = [
+    "no_adapter",
+    "device_lost",
+    "validation",
+    "timeout",
+    "unsupported",
+];
+
+/// A GPU fault a test can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuFault {
+    DeviceLost,
+    Validation,
+    Timeout,
+}
+
+impl GpuFault {
+    fn error(self) -> GpuError {
+        match self {
+            GpuFault::DeviceLost => GpuError::DeviceLost("injected fault".into()),
+            GpuFault::Validation => GpuError::Validation("injected fault".into()),
+            GpuFault::Timeout => GpuError::Timeout(Duration::ZERO),
+        }
+    }
+
+    const ALL: [GpuFault; 3] = [
+        GpuFault::DeviceLost,
+        GpuFault::Validation,
+        GpuFault::Timeout,
+    ];
 }
 
 impl SynthesisShared {
@@ -106,7 +146,38 @@ impl SynthesisShared {
             stalled: AtomicBool::new(false),
             restarts: AtomicU64::new(0),
             inject_panics: AtomicU32::new(0),
+            fallbacks: Default::default(),
+            inject_gpu_faults: AtomicU32::new(0),
+            injected_gpu_reason: AtomicU32::new(0),
         }
+    }
+
+    /// Blocks rendered on the CPU because the GPU failed, per [`FALLBACK_REASONS`] entry.
+    pub fn fallbacks(&self) -> [u64; FALLBACK_REASONS.len()] {
+        std::array::from_fn(|i| self.fallbacks[i].load(Ordering::Relaxed))
+    }
+
+    fn count_fallback(&self, error: &GpuError) {
+        let reason = error.reason();
+        if let Some(i) = FALLBACK_REASONS.iter().position(|r| *r == reason) {
+            self.fallbacks[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Test hook: make the next `count` GPU batches this station is in fail with `fault`.
+    pub fn inject_gpu_faults(&self, fault: GpuFault, count: u32) {
+        let index = GpuFault::ALL.iter().position(|f| *f == fault).unwrap_or(0);
+        self.injected_gpu_reason
+            .store(index as u32, Ordering::Release);
+        self.inject_gpu_faults.store(count, Ordering::Release);
+    }
+
+    fn take_injected_gpu_fault(&self) -> Option<GpuError> {
+        self.inject_gpu_faults
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .ok()?;
+        let index = self.injected_gpu_reason.load(Ordering::Acquire) as usize;
+        Some(GpuFault::ALL[index.min(GpuFault::ALL.len() - 1)].error())
     }
 
     pub fn restarts(&self) -> u64 {
@@ -148,15 +219,21 @@ impl SynthesisShared {
     }
 }
 
-/// A running synthesis thread.
+/// A running synthesis thread: one station's on the CPU, every station's on the GPU.
 pub struct SynthesisThread {
-    shared: Arc<SynthesisShared>,
+    stations: Vec<Arc<SynthesisShared>>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl SynthesisThread {
+    /// The (first) station's shared state.
     pub fn shared(&self) -> &Arc<SynthesisShared> {
-        &self.shared
+        &self.stations[0]
+    }
+
+    /// Every station's shared state, in the order they were given.
+    pub fn stations(&self) -> &[Arc<SynthesisShared>] {
+        &self.stations
     }
 
     /// A cheap handle the pacer keeps to wake the thread when it frees a slot.
@@ -166,7 +243,9 @@ impl SynthesisThread {
 
     /// Stops the thread and waits for it.
     pub fn stop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        for station in &self.stations {
+            station.stop.store(true, Ordering::Release);
+        }
         if let Some(handle) = self.handle.take() {
             handle.thread().unpark();
             let _ = handle.join();
@@ -191,104 +270,313 @@ pub struct SynthesisSettings {
     pub chunk_period: Duration,
 }
 
-/// Starts the synthesis thread for one station.
+/// What one station brings to a synthesis thread.
+pub struct StationInput {
+    pub synth: Synth,
+    pub producer: ChunkProducer,
+    pub controls: ControlInbox,
+    pub settings: SynthesisSettings,
+}
+
+/// One station's part of a synthesis loop: its engine, ring, control inbox and next position.
+struct StationWork {
+    synth: Synth,
+    producer: ChunkProducer,
+    controls: ControlInbox,
+    shared: Arc<SynthesisShared>,
+    settings: SynthesisSettings,
+    next: u64,
+}
+
+impl StationWork {
+    fn new(input: StationInput) -> Self {
+        let shared = Arc::new(SynthesisShared::new(input.settings.start_position));
+        Self {
+            synth: input.synth,
+            producer: input.producer,
+            controls: input.controls,
+            shared,
+            settings: input.settings,
+            next: input.settings.start_position,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Acquire) || self.producer.is_abandoned()
+    }
+
+    /// Catches up with the live edge and applies waiting control changes; returns a buffer to
+    /// render the next chunk into when one is wanted.
+    fn prepare(&mut self) -> Option<Box<[f32]>> {
+        let frames = self.settings.chunk_frames as u64;
+        let live = self.shared.live_position.load(Ordering::Acquire);
+        if self.next < live {
+            let behind = (live - self.next).div_ceil(frames);
+            self.shared
+                .skipped_chunks
+                .fetch_add(behind, Ordering::Relaxed);
+            self.next += behind * frames;
+        }
+        // Changes land at the next bar line from the next block to render (never in the past).
+        while let Some(request) = self.controls.pop_request() {
+            let result = self.synth.schedule(request.params, self.next);
+            self.controls.reply(request.id, result);
+        }
+        let wanted = !self.shared.stalled.load(Ordering::Acquire)
+            && self.producer.depth() < self.settings.target_depth;
+        if wanted {
+            self.producer.take_buffer()
+        } else {
+            None
+        }
+    }
+
+    /// Counts a caught panic, rebuilds the engine and keeps the buffer for the retry.
+    fn recover(&mut self, samples: Box<[f32]>) {
+        self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+        self.synth.recover();
+        self.producer.give_back(samples);
+    }
+
+    /// Publishes the rendered chunk; false when the ring refused it (an overrun).
+    fn publish(&mut self, samples: Box<[f32]>, render_nanos: u64) -> bool {
+        let chunk = RenderedChunk {
+            position: self.next,
+            rendered_unix_ns: unix_nanos(),
+            render_nanos,
+            samples,
+        };
+        match self.producer.push(chunk) {
+            Ok(()) => {
+                self.next += self.settings.chunk_frames as u64;
+                true
+            }
+            Err(refused) => {
+                self.shared.overruns.fetch_add(1, Ordering::Relaxed);
+                self.producer.give_back(refused.samples);
+                false
+            }
+        }
+    }
+}
+
+/// Starts the CPU synthesis thread for one station.
 ///
 /// # Errors
 /// The OS refused to create the thread.
 pub fn spawn(
     name: &str,
-    mut synth: Synth,
-    mut producer: ChunkProducer,
-    mut controls: ControlInbox,
+    synth: Synth,
+    producer: ChunkProducer,
+    controls: ControlInbox,
     settings: SynthesisSettings,
 ) -> std::io::Result<SynthesisThread> {
-    let shared = Arc::new(SynthesisShared::new(settings.start_position));
-    let thread_shared = Arc::clone(&shared);
+    let mut work = StationWork::new(StationInput {
+        synth,
+        producer,
+        controls,
+        settings,
+    });
+    let shared = Arc::clone(&work.shared);
     let handle = thread::Builder::new()
         .name(format!("synth-{name}"))
-        .spawn(move || {
-            render_loop(
-                &mut synth,
-                &mut producer,
-                &mut controls,
-                &thread_shared,
-                settings,
-            );
-        })?;
+        .spawn(move || cpu_loop(&mut work))?;
     Ok(SynthesisThread {
-        shared,
+        stations: vec![shared],
         handle: Some(handle),
     })
 }
 
-fn render_loop(
-    synth: &mut Synth,
-    producer: &mut ChunkProducer,
-    controls: &mut ControlInbox,
-    shared: &SynthesisShared,
-    settings: SynthesisSettings,
-) {
-    let frames = settings.chunk_frames as u64;
-    let idle_wait = settings.chunk_period / 4;
-    let mut next = settings.start_position;
+fn cpu_loop(work: &mut StationWork) {
+    let idle_wait = work.settings.chunk_period / 4;
     loop {
-        if shared.stop.load(Ordering::Acquire) || producer.is_abandoned() {
+        if work.stopped() {
             return;
         }
-        let live = shared.live_position.load(Ordering::Acquire);
-        if next < live {
-            let behind = (live - next).div_ceil(frames);
-            shared.skipped_chunks.fetch_add(behind, Ordering::Relaxed);
-            next += behind * frames;
-        }
-        // Changes land at the next bar line from the next block to render (never in the past).
-        while let Some(request) = controls.pop_request() {
-            let result = synth.schedule(request.params, next);
-            controls.reply(request.id, result);
-        }
-        let wanted =
-            !shared.stalled.load(Ordering::Acquire) && producer.depth() < settings.target_depth;
-        if wanted {
-            if let Some(mut samples) = producer.take_buffer() {
-                let started = Instant::now();
-                // A panic in the engine must not take the station down: catch it, rebuild the
-                // engine from its timeline and retry after a pause. The pacer meanwhile sends
-                // flagged silence (counted as underruns) and listeners stay connected.
-                let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
-                    if shared.take_injected_panic() {
-                        panic!("injected synthesis fault");
-                    }
-                    synth.render(next, &mut samples)
-                }));
-                match rendered {
-                    Ok(Ok(())) => {}
-                    // Unreachable with buffers sized at start-up; never send garbage.
-                    Ok(Err(_)) => samples.fill(0.0),
-                    Err(_) => {
-                        shared.restarts.fetch_add(1, Ordering::Relaxed);
-                        synth.recover();
-                        producer.give_back(samples);
-                        thread::park_timeout(settings.chunk_period);
-                        continue;
-                    }
+        if let Some(mut samples) = work.prepare() {
+            let started = Instant::now();
+            // A panic in the engine must not take the station down: catch it, rebuild the
+            // engine from its timeline and retry after a pause. The pacer meanwhile sends
+            // flagged silence (counted as underruns) and listeners stay connected.
+            let (synth, shared, next) = (&mut work.synth, &work.shared, work.next);
+            let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
+                if shared.take_injected_panic() {
+                    panic!("injected synthesis fault");
                 }
-                let chunk = RenderedChunk {
-                    position: next,
-                    rendered_unix_ns: unix_nanos(),
-                    render_nanos: started.elapsed().as_nanos() as u64,
-                    samples,
-                };
-                match producer.push(chunk) {
-                    Ok(()) => next += frames,
-                    Err(refused) => {
-                        shared.overruns.fetch_add(1, Ordering::Relaxed);
-                        producer.give_back(refused.samples);
-                        thread::park_timeout(idle_wait);
-                    }
+                synth.render(next, &mut samples)
+            }));
+            match rendered {
+                Ok(Ok(())) => {}
+                // Unreachable with buffers sized at start-up; never send garbage.
+                Ok(Err(_)) => samples.fill(0.0),
+                Err(_) => {
+                    work.recover(samples);
+                    thread::park_timeout(work.settings.chunk_period);
+                    continue;
                 }
-                continue;
             }
+            let nanos = started.elapsed().as_nanos() as u64;
+            if !work.publish(samples, nanos) {
+                thread::park_timeout(idle_wait);
+            }
+            continue;
         }
         thread::park_timeout(idle_wait);
+    }
+}
+
+/// Longest the GPU engine waits before trying the GPU again after a failure (it starts at one
+/// second and doubles).
+const GPU_RETRY_MAX: Duration = Duration::from_secs(60);
+const GPU_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// Starts one synthesis thread for every station, rendering all blocks that are due in one GPU
+/// submission. A failed batch (device lost, validation error, readback past its deadline) is
+/// rendered on the CPU at once, counted per station in the fallback counters, and the GPU is
+/// tried again after a back-off; so a GPU fault costs no audio.
+///
+/// # Errors
+/// The OS refused to create the thread.
+pub fn spawn_gpu(
+    stations: Vec<StationInput>,
+    renderer: GpuRenderer,
+    metrics: GpuMetrics,
+) -> std::io::Result<SynthesisThread> {
+    let mut works: Vec<StationWork> = stations.into_iter().map(StationWork::new).collect();
+    let shared = works.iter().map(|w| Arc::clone(&w.shared)).collect();
+    let handle = thread::Builder::new()
+        .name("synth-gpu".to_string())
+        .spawn(move || gpu_loop(&mut works, renderer, &metrics))?;
+    Ok(SynthesisThread {
+        stations: shared,
+        handle: Some(handle),
+    })
+}
+
+/// GPU engine metrics, recorded from the engine thread (which is not real-time safe anyway:
+/// wgpu locks and allocates inside its calls).
+pub struct GpuMetrics {
+    /// Write, dispatch and readback of one batch.
+    pub dispatch: metrics::Histogram,
+    /// Share of wall time spent in GPU batches, over the last second.
+    pub busy: metrics::Gauge,
+    pub allocated: metrics::Gauge,
+}
+
+fn gpu_loop(works: &mut [StationWork], mut renderer: GpuRenderer, metrics: &GpuMetrics) {
+    let Some(first) = works.first() else { return };
+    let idle_wait = first.settings.chunk_period / 4;
+    let frames = first.settings.chunk_frames;
+    metrics.allocated.set(renderer.allocated_bytes() as f64);
+    let mut due: Vec<(usize, Box<[f32]>)> = Vec::with_capacity(works.len());
+    let mut retry_at: Option<Instant> = None;
+    let mut last_error = GpuError::DeviceLost(String::new());
+    let mut retry_wait = GPU_RETRY_FIRST;
+    let mut busy_since = Instant::now();
+    let mut busy = Duration::ZERO;
+    loop {
+        if works.iter().all(StationWork::stopped) {
+            return;
+        }
+        due.clear();
+        for (i, work) in works.iter_mut().enumerate() {
+            if work.stopped() {
+                continue;
+            }
+            if let Some(samples) = work.prepare() {
+                due.push((i, samples));
+            }
+        }
+        if due.is_empty() {
+            thread::park_timeout(idle_wait);
+            continue;
+        }
+        let started = Instant::now();
+        // Compose on the CPU (cheap); a panic here is a station's engine bug, handled as on
+        // the CPU path.
+        let mut composed = Vec::with_capacity(due.len());
+        for (i, samples) in due.drain(..) {
+            let work = &mut works[i];
+            let (synth, shared, next) = (&mut work.synth, &work.shared, work.next);
+            let ok = panic::catch_unwind(AssertUnwindSafe(|| {
+                if shared.take_injected_panic() {
+                    panic!("injected synthesis fault");
+                }
+                synth.compose(next, frames as u32);
+            }))
+            .is_ok();
+            if ok {
+                composed.push((i, samples));
+            } else {
+                work.recover(samples);
+            }
+        }
+        let gpu_ready = retry_at.is_none_or(|at| started >= at);
+        let result = if !gpu_ready {
+            Err(None)
+        } else if let Some(fault) = composed
+            .iter()
+            .find_map(|(i, _)| works[*i].shared.take_injected_gpu_fault())
+        {
+            Err(Some(fault))
+        } else if renderer.is_lost() {
+            // A lost device stays lost: replace it (on this fault path only; it takes a while,
+            // and the blocks due now are rendered on the CPU meanwhile).
+            match renderer.rebuild() {
+                Ok(()) => {
+                    metrics.allocated.set(renderer.allocated_bytes() as f64);
+                    Err(Some(GpuError::DeviceLost("device replaced".into())))
+                }
+                Err(error) => Err(Some(error)),
+            }
+        } else {
+            let tables: Vec<&crate::synth::VoiceTable> = composed
+                .iter()
+                .map(|(i, _)| works[*i].synth.table())
+                .collect();
+            let mut outs: Vec<&mut [f32]> = composed.iter_mut().map(|(_, s)| &mut s[..]).collect();
+            let batch = Instant::now();
+            let rendered = renderer.render(&tables, &mut outs);
+            metrics.dispatch.record(batch.elapsed().as_secs_f64());
+            rendered.map_err(Some)
+        };
+        match result {
+            Ok(()) => {
+                retry_at = None;
+                retry_wait = GPU_RETRY_FIRST;
+            }
+            Err(error) => {
+                if let Some(error) = error {
+                    retry_at = Some(Instant::now() + retry_wait);
+                    retry_wait = (retry_wait * 2).min(GPU_RETRY_MAX);
+                    last_error = error;
+                }
+                // Blocks rendered while backing off are fallbacks for the same reason.
+                for (i, _) in &composed {
+                    works[*i].shared.count_fallback(&last_error);
+                }
+                for (i, samples) in &mut composed {
+                    if works[*i].synth.render_composed(samples).is_err() {
+                        samples.fill(0.0);
+                    }
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        busy += elapsed;
+        let nanos = elapsed.as_nanos() as u64;
+        let mut refused = false;
+        for (i, samples) in composed.drain(..) {
+            refused |= !works[i].publish(samples, nanos);
+        }
+        let window = busy_since.elapsed();
+        if window >= Duration::from_secs(1) {
+            metrics.busy.set(busy.as_secs_f64() / window.as_secs_f64());
+            busy = Duration::ZERO;
+            busy_since = Instant::now();
+        }
+        if refused {
+            thread::park_timeout(idle_wait);
+        }
     }
 }

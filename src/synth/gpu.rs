@@ -79,7 +79,7 @@ pub enum AdapterPolicy {
 }
 
 /// The adapter in use, for logs, `/api/status` and `auralis_gpu_info`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AdapterSummary {
     pub name: String,
     pub backend: String,
@@ -92,6 +92,8 @@ pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub adapter: AdapterSummary,
+    /// How the adapter was chosen, so a lost device can be replaced the same way.
+    pub policy: AdapterPolicy,
 }
 
 impl GpuContext {
@@ -134,6 +136,7 @@ impl GpuContext {
             device,
             queue,
             adapter: summary,
+            policy,
         })
     }
 }
@@ -253,6 +256,7 @@ pub struct GpuRenderer {
     voice_scratch: Vec<GpuVoice>,
     readback_timeout: Duration,
     adapter: AdapterSummary,
+    policy: AdapterPolicy,
     allocated_bytes: u64,
     /// Set by wgpu's device-lost callback.
     lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
@@ -273,6 +277,7 @@ impl GpuRenderer {
             device,
             queue,
             adapter,
+            policy,
         } = context;
         let lost = std::sync::Arc::new(std::sync::Mutex::new(None));
         let lost_flag = std::sync::Arc::clone(&lost);
@@ -377,9 +382,30 @@ impl GpuRenderer {
             voice_scratch: Vec::with_capacity(max_stations * MAX_VOICES),
             readback_timeout,
             adapter,
+            policy,
             allocated_bytes,
             lost,
         })
+    }
+
+    /// Whether the device was lost (every render fails until [`rebuild`](Self::rebuild)).
+    pub fn is_lost(&self) -> bool {
+        self.lost.lock().map_or(true, |lost| lost.is_some())
+    }
+
+    /// Opens a new device the way the first was chosen and rebuilds everything on it.
+    ///
+    /// # Errors
+    /// As [`GpuContext::acquire`] and [`GpuRenderer::new`]; the old renderer stays in place.
+    pub fn rebuild(&mut self) -> Result<(), GpuError> {
+        let context = GpuContext::acquire(self.policy)?;
+        *self = Self::new(
+            context,
+            self.max_stations,
+            self.max_frames,
+            self.readback_timeout,
+        )?;
+        Ok(())
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
@@ -477,7 +503,8 @@ impl GpuRenderer {
             let _ = mapped_tx.send(result);
         });
         let started = Instant::now();
-        self.device
+        let polled = self
+            .device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(submission),
                 timeout: Some(self.readback_timeout),
@@ -485,12 +512,18 @@ impl GpuRenderer {
             .map_err(|e| match e {
                 wgpu::PollError::Timeout => GpuError::Timeout(self.readback_timeout),
                 other => GpuError::DeviceLost(other.to_string()),
-            })?;
+            });
         let remaining = self.readback_timeout.saturating_sub(started.elapsed());
-        match mapped_rx.recv_timeout(remaining) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(GpuError::DeviceLost(e.to_string())),
-            Err(_) => return Err(GpuError::Timeout(self.readback_timeout)),
+        let mapped = polled.and_then(|_| match mapped_rx.recv_timeout(remaining) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(GpuError::DeviceLost(e.to_string())),
+            Err(_) => Err(GpuError::Timeout(self.readback_timeout)),
+        });
+        if let Err(error) = mapped {
+            // Abort the pending map so the next batch can map the staging buffer again; the
+            // queue runs the late work before anything submitted after it.
+            self.staging.unmap();
+            return Err(error);
         }
         {
             let data = slice

@@ -22,6 +22,7 @@ pub use voice::{Voice, VoiceKind, VoiceTable};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Cpu,
+    Gpu,
 }
 
 impl Backend {
@@ -29,6 +30,7 @@ impl Backend {
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
         }
     }
 }
@@ -36,20 +38,44 @@ impl Backend {
 /// The requested backend cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error(
-        "the GPU renderer is not available in this build; use --backend cpu or --backend auto"
-    )]
-    GpuUnavailable,
+    #[error("--backend gpu: {0}. Install a Vulkan driver (a GPU's, or Mesa's lavapipe: apt-get install mesa-vulkan-drivers) or use --backend cpu")]
+    GpuUnavailable(gpu::GpuError),
 }
 
-/// Resolves `--backend`: `auto` picks the best renderer available, `gpu` insists on the GPU.
+/// The resolved backend, with the GPU device when it is the GPU.
+pub struct SelectedBackend {
+    pub backend: Backend,
+    pub gpu: Option<gpu::GpuContext>,
+    /// Why `auto` did not pick the GPU, for the start-up log.
+    pub gpu_skipped: Option<gpu::GpuError>,
+}
+
+/// Resolves `--backend`: `auto` takes a hardware GPU when one exists (a software Vulkan driver is
+/// slower than the CPU renderer) and the CPU otherwise; `gpu` insists on any Vulkan adapter,
+/// software included; `cpu` is the reference renderer.
 ///
 /// # Errors
-/// [`BackendError::GpuUnavailable`] when `gpu` is requested and no GPU renderer can be used.
-pub fn select_backend(choice: BackendChoice) -> Result<Backend, BackendError> {
+/// [`BackendError::GpuUnavailable`] when `gpu` is requested and no adapter can be opened.
+pub fn select_backend(choice: BackendChoice) -> Result<SelectedBackend, BackendError> {
+    let cpu = |skipped| SelectedBackend {
+        backend: Backend::Cpu,
+        gpu: None,
+        gpu_skipped: skipped,
+    };
+    let gpu = |context| SelectedBackend {
+        backend: Backend::Gpu,
+        gpu: Some(context),
+        gpu_skipped: None,
+    };
     match choice {
-        BackendChoice::Auto | BackendChoice::Cpu => Ok(Backend::Cpu),
-        BackendChoice::Gpu => Err(BackendError::GpuUnavailable),
+        BackendChoice::Cpu => Ok(cpu(None)),
+        BackendChoice::Auto => match gpu::GpuContext::acquire(gpu::AdapterPolicy::HardwareOnly) {
+            Ok(context) => Ok(gpu(context)),
+            Err(e) => Ok(cpu(Some(e))),
+        },
+        BackendChoice::Gpu => gpu::GpuContext::acquire(gpu::AdapterPolicy::Any)
+            .map(gpu)
+            .map_err(BackendError::GpuUnavailable),
     }
 }
 
@@ -121,8 +147,26 @@ impl Synth {
     /// # Ok::<(), auralis::synth::RenderError>(())
     /// ```
     pub fn render(&mut self, position: u64, out: &mut [f32]) -> Result<(), RenderError> {
-        let frames = (out.len() / CHANNELS) as u32;
+        self.compose(position, (out.len() / CHANNELS) as u32);
+        self.render_composed(out)
+    }
+
+    /// Composes the block at `position` into the synth's voice table (for a GPU batch) without
+    /// rendering it. Does not allocate.
+    pub fn compose(&mut self, position: u64, frames: u32) {
         self.timeline.compose(position, frames, &mut self.table);
+    }
+
+    /// The voice table of the last composed block.
+    pub fn table(&self) -> &VoiceTable {
+        &self.table
+    }
+
+    /// Renders the last composed block on the CPU (the GPU path's fallback). Does not allocate.
+    ///
+    /// # Errors
+    /// As [`render`](Self::render).
+    pub fn render_composed(&mut self, out: &mut [f32]) -> Result<(), RenderError> {
         self.renderer.render(&self.table, out)
     }
 }
@@ -204,12 +248,9 @@ mod tests {
     }
 
     #[test]
-    fn gpu_backend_is_a_clear_error_until_available() {
-        assert_eq!(select_backend(BackendChoice::Auto), Ok(Backend::Cpu));
-        assert_eq!(select_backend(BackendChoice::Cpu), Ok(Backend::Cpu));
-        assert!(select_backend(BackendChoice::Gpu)
-            .unwrap_err()
-            .to_string()
-            .contains("--backend cpu"));
+    fn cpu_is_always_the_cpu() {
+        let selected = select_backend(BackendChoice::Cpu).unwrap();
+        assert_eq!(selected.backend, Backend::Cpu);
+        assert!(selected.gpu.is_none());
     }
 }

@@ -47,6 +47,10 @@ pub const SYNTHESIS_RESTARTS: &str = "auralis_synthesis_restarts_total";
 pub const WS_REJECTIONS: &str = "auralis_ws_rejections_total";
 pub const HTTP_CONNECTIONS: &str = "auralis_http_connections";
 pub const HTTP_HEADER_TIMEOUTS: &str = "auralis_http_header_timeouts_total";
+pub const GPU_DISPATCH: &str = "auralis_gpu_dispatch_seconds";
+pub const GPU_BUSY: &str = "auralis_gpu_busy_ratio";
+pub const GPU_ALLOCATED: &str = "auralis_gpu_allocated_bytes";
+pub const GPU_INFO: &str = "auralis_gpu_info";
 
 /// The metrics `/metrics` always shows (with HELP text), for docs and tests. GPU fallbacks are
 /// described but only appear once a fallback happens.
@@ -180,8 +184,9 @@ pub fn install() -> Result<PrometheusHandle, InstallError> {
 }
 
 fn install_once() -> Result<PrometheusHandle, String> {
-    let buckets: [(&str, &[f64]); 10] = [
+    let buckets: [(&str, &[f64]); 11] = [
         (SYNTHESIS_DURATION, FAST_BUCKETS),
+        (GPU_DISPATCH, DELIVERY_BUCKETS),
         (PACER_LATE, FAST_BUCKETS),
         (CHUNK_DELIVERY, DELIVERY_BUCKETS),
         (CHUNK_JITTER, JITTER_BUCKETS),
@@ -333,6 +338,24 @@ fn describe_all() {
         SYSTEM_CPU,
         "CPU use of the whole machine over the last second, 0..1 (all cores)."
     );
+    describe_histogram!(
+        GPU_DISPATCH,
+        Unit::Seconds,
+        "One GPU batch: writing the voice tables, the dispatch for every due station, and the readback."
+    );
+    describe_gauge!(
+        GPU_BUSY,
+        "Share of wall time the GPU engine spent in batches over the last second (0..1)."
+    );
+    describe_gauge!(
+        GPU_ALLOCATED,
+        Unit::Bytes,
+        "GPU memory the renderer allocated (storage and staging buffers)."
+    );
+    describe_gauge!(
+        GPU_INFO,
+        "The GPU adapter in use (adapter, backend, device_type labels); the value is always 1."
+    );
     describe_counter!(
         SYNTHESIS_RESTARTS,
         "Times a station's synthesis engine crashed (panicked) and was restarted."
@@ -353,6 +376,18 @@ fn describe_all() {
         CONTROL_REQUESTS,
         "Music control requests (WebSocket and REST), by result: applied, invalid, unauthorized, rate_limited, unavailable."
     );
+}
+
+/// The GPU engine's series; created only when the GPU renders.
+pub fn gpu_metrics(
+    adapter: &crate::synth::gpu::AdapterSummary,
+) -> crate::pipeline::synthesis::GpuMetrics {
+    gauge!(GPU_INFO, "adapter" => adapter.name.clone(), "backend" => adapter.backend.clone(), "device_type" => adapter.device_type.clone()).set(1.0);
+    crate::pipeline::synthesis::GpuMetrics {
+        dispatch: histogram!(GPU_DISPATCH),
+        busy: gauge!(GPU_BUSY),
+        allocated: gauge!(GPU_ALLOCATED),
+    }
 }
 
 /// Server-wide series of the HTTP edge, registered once so they show at zero.
@@ -449,6 +484,8 @@ pub struct StationMetrics {
     pub realtime_factor: Gauge,
     pub synthesis_skipped: Counter,
     pub synthesis_restarts: Counter,
+    /// Blocks rendered on the CPU because the GPU failed, by `FALLBACK_REASONS` index.
+    pub fallbacks: [Counter; crate::pipeline::synthesis::FALLBACK_REASONS.len()],
     pub ring_depth: Gauge,
     pub ring_utilization: Gauge,
     pub underruns: Counter,
@@ -488,6 +525,9 @@ impl StationMetrics {
             realtime_factor: gauge!(SYNTHESIS_REALTIME_FACTOR, "station" => s.clone(), "backend" => backend),
             synthesis_skipped: counter!(SYNTHESIS_SKIPPED, "station" => s.clone()),
             synthesis_restarts: counter!(SYNTHESIS_RESTARTS, "station" => s.clone()),
+            fallbacks: crate::pipeline::synthesis::FALLBACK_REASONS.map(
+                |reason| counter!(SYNTHESIS_FALLBACKS, "station" => s.clone(), "reason" => reason),
+            ),
             ring_depth: gauge!(RING_DEPTH, "station" => s.clone()),
             ring_utilization: gauge!(RING_UTILIZATION, "station" => s.clone()),
             underruns: counter!(RING_UNDERRUNS, "station" => s.clone()),
