@@ -260,6 +260,16 @@ pub struct GpuRenderer {
     allocated_bytes: u64,
     /// Set by wgpu's device-lost callback.
     lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    last_timing: BatchTiming,
+}
+
+/// Where the time of the last batch went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchTiming {
+    /// Converting and writing the voice tables, encoding and submitting.
+    pub submit: Duration,
+    /// Waiting for the GPU, mapping the result and copying it out (the readback).
+    pub readback: Duration,
 }
 
 impl GpuRenderer {
@@ -385,7 +395,13 @@ impl GpuRenderer {
             policy,
             allocated_bytes,
             lost,
+            last_timing: BatchTiming::default(),
         })
+    }
+
+    /// Where the time of the last successful batch went.
+    pub fn last_timing(&self) -> BatchTiming {
+        self.last_timing
     }
 
     /// Whether the device was lost (every render fails until [`rebuild`](Self::rebuild)).
@@ -450,6 +466,7 @@ impl GpuRenderer {
         if tables.is_empty() {
             return Ok(());
         }
+        let submit_started = Instant::now();
         self.block_scratch.clear();
         self.voice_scratch.clear();
         let mut out_offset = 0;
@@ -537,6 +554,10 @@ impl GpuRenderer {
             }
         }
         self.staging.unmap();
+        self.last_timing = BatchTiming {
+            submit: started.saturating_duration_since(submit_started),
+            readback: started.elapsed(),
+        };
         Ok(())
     }
 }
