@@ -1,9 +1,13 @@
-// Renders voice tables into interleaved stereo blocks, many stations per dispatch.
+// Renders voice tables into interleaved stereo blocks, many stations per dispatch, in two passes
+// as the CPU reference renderer (src/synth/cpu.rs) works:
 //
-// One invocation computes one frame of one station's block: it sums every voice of that station
-// at that frame, exactly as the CPU reference renderer (src/synth/cpu.rs) does, then applies the
-// pad tremolo, the tanh soft clipper and the master gain. Dispatch: x = frames / 64 (rounded up),
-// y = stations.
+// 1. `segments`: one invocation per (voice, 64-frame segment of its age): the exact phase and
+//    envelope at the segment's ends, which need exp() and 64-bit fixed point. Dispatch:
+//    x = segment slots / 64 (rounded up), y = voices in the batch.
+// 2. `render`: one invocation per frame of one station's block: it sums every voice at that frame
+//    (oscillators interpolate within their segment, noise voices are computed directly), then
+//    applies the pad tremolo, the tanh soft clipper and the master gain. Dispatch:
+//    x = frames / 64 (rounded up), y = stations.
 //
 // Precision (see "Precision" in DESIGN.md): nothing here uses absolute f32 time. Oscillator
 // phase is 0.32 fixed point from the voice's integer age times a 0.64 fixed-point increment, so
@@ -32,6 +36,8 @@ struct Block {
 
 struct Voice {
     kind: u32,
+    // The block (station) this voice belongs to.
+    block: u32,
     onset: i32,
     gate: u32,
     release: u32,
@@ -50,6 +56,15 @@ struct Voice {
     // Swell and hat noise seed (64 bits).
     seed_lo: u32,
     seed_hi: u32,
+    _pad: u32,
+}
+
+// An oscillator's segment: phase (turns, reduced) and its per-frame step, envelope and its step.
+struct Segment {
+    base: f32,
+    step: f32,
+    env_start: f32,
+    env_step: f32,
 }
 
 const PAD: u32 = 0u;
@@ -63,6 +78,16 @@ const TAU: f32 = 6.28318530717958647692;
 @group(0) @binding(0) var<storage, read> blocks: array<Block>;
 @group(0) @binding(1) var<storage, read> voices: array<Voice>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> segments_out: array<Segment>;
+
+// Segment slots per voice: enough for the longest block (the renderer passes it in `Params`).
+struct Params {
+    segment_slots: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+@group(0) @binding(4) var<uniform> params: Params;
 
 // ---- 64-bit integers as vec2<u32> (x: low word, y: high word)
 
@@ -189,27 +214,55 @@ fn harmonics(kind: u32) -> vec3<f32> {
     return vec3<f32>(1.0, 0.0, 0.0);
 }
 
-// An oscillator voice at `age`: exact phase and envelope at the onset-aligned segment's ends,
-// linear in between, as the CPU's add_tonal.
-fn tonal(v: Voice, age: u32) -> f32 {
-    let offset = age % SEGMENT;
-    let segment_age = age - offset;
+fn is_tonal(kind: u32) -> bool {
+    return kind == PAD || kind == LEAD || kind == KICK;
+}
+
+// The age at which the voice's first segment in this block starts (onset-aligned).
+fn first_segment_age(v: Voice) -> u32 {
+    let first_age = u32(max(0, -v.onset));
+    return first_age - first_age % SEGMENT;
+}
+
+// Pass 1: exact phase and envelope at both ends of one segment, as the CPU's add_tonal.
+@compute @workgroup_size(64)
+fn segments(@builtin(global_invocation_id) id: vec3<u32>) {
+    let slot = id.x;
+    let g = id.y;
+    if (slot >= params.segment_slots || g >= arrayLength(&voices)) {
+        return;
+    }
+    let v = voices[g];
+    if (!is_tonal(v.kind)) {
+        return;
+    }
+    let segment_age = first_segment_age(v) + slot * SEGMENT;
     let sweep_start = sweep(v, segment_age);
     let sweep_end = sweep(v, segment_age + SEGMENT);
     let linear = f32(linear_phase(v, segment_age)) / 4294967296.0;
     let start = linear + fract(sweep_start);
-    let base = start - floor(start);
-    let step = v.increment + (sweep_end - sweep_start) / f32(SEGMENT);
     let env_start = envelope(v, segment_age);
-    let env_step = (envelope(v, segment_age + SEGMENT) - env_start) / f32(SEGMENT);
+    var segment: Segment;
+    segment.base = start - floor(start);
+    segment.step = v.increment + (sweep_end - sweep_start) / f32(SEGMENT);
+    segment.env_start = env_start;
+    segment.env_step = (envelope(v, segment_age + SEGMENT) - env_start) / f32(SEGMENT);
+    segments_out[g * params.segment_slots + slot] = segment;
+}
+
+// An oscillator voice at `age`: its segment's exact ends, linear in between.
+fn tonal(v: Voice, g: u32, age: u32) -> f32 {
+    let offset = age % SEGMENT;
+    let slot = (age - offset - first_segment_age(v)) / SEGMENT;
+    let segment = segments_out[g * params.segment_slots + slot];
     let j = f32(offset);
-    var turns = base + j * step;
+    var turns = segment.base + j * segment.step;
     turns = turns - f32(i32(turns));
     let s = sin_turns(turns);
     let c = cos_turns(turns);
     let h = harmonics(v.kind);
     let wave = h.x * s + h.y * (2.0 * s * c) + h.z * (s * (3.0 - 4.0 * s * s));
-    return wave * (env_start + j * env_step);
+    return wave * (segment.env_start + j * segment.env_step);
 }
 
 @compute @workgroup_size(64)
@@ -224,7 +277,8 @@ fn render(@builtin(global_invocation_id) id: vec3<u32>) {
     var dry = vec2<f32>(0.0, 0.0);
     var pad = vec2<f32>(0.0, 0.0);
     for (var i = 0u; i < block.voice_count; i = i + 1u) {
-        let v = voices[block.voice_offset + i];
+        let g = block.voice_offset + i;
+        let v = voices[g];
         let age_signed = i32(k) - v.onset;
         if (age_signed < 0) {
             continue;
@@ -235,7 +289,7 @@ fn render(@builtin(global_invocation_id) id: vec3<u32>) {
         }
         let gains = vec2<f32>(v.gain_left, v.gain_right);
         if (v.kind == PAD) {
-            pad = pad + tonal(v, age) * gains;
+            pad = pad + tonal(v, g, age) * gains;
         } else if (v.kind == SWELL) {
             let rise = min(f32(age) / max(v.aux_frames, 1.0), 1.0);
             let env = envelope(v, age) * rise * rise;
@@ -250,7 +304,7 @@ fn render(@builtin(global_invocation_id) id: vec3<u32>) {
             let noise = 0.5 * (unit_noise(seed, vec2<u32>(age + 1u, 0u)) - unit_noise(seed, vec2<u32>(age, 0u)));
             dry = dry + noise * env * gains;
         } else {
-            dry = dry + tonal(v, age) * gains;
+            dry = dry + tonal(v, g, age) * gains;
         }
     }
     var tremolo_turns = block.tremolo_base + f32(k) * block.tremolo_increment;

@@ -167,6 +167,7 @@ struct GpuBlock {
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 struct GpuVoice {
     kind: u32,
+    block: u32,
     onset: i32,
     gate: u32,
     release: u32,
@@ -182,7 +183,25 @@ struct GpuVoice {
     aux_frames: f32,
     seed_lo: u32,
     seed_hi: u32,
+    _pad: u32,
 }
+
+/// Shader constants (`Params` in render.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct GpuParams {
+    segment_slots: u32,
+    _pad: [u32; 3],
+}
+
+/// Segment slots per voice for blocks of up to `max_frames`: a block spans at most this many
+/// onset-aligned 64-frame segments of a voice's age.
+fn segment_slots(max_frames: usize) -> u32 {
+    (max_frames as u32).div_ceil(WORKGROUP_FRAMES) + 2
+}
+
+/// Bytes of one segment record (`Segment` in render.wgsl: four f32).
+const SEGMENT_BYTES: u64 = 16;
 
 /// Turns per frame (0 ≤ x < 1) as 0.64 fixed point.
 fn fixed_turns(x: f64) -> u64 {
@@ -193,12 +212,13 @@ fn fixed_turns(x: f64) -> u64 {
     ((high as u64) << 32) | (low as u64).min(u32::MAX as u64)
 }
 
-fn gpu_voice(voice: &super::voice::Voice) -> GpuVoice {
+fn gpu_voice(voice: &super::voice::Voice, block: usize) -> GpuVoice {
     let increment = fixed_turns(voice.increment);
     let seed = voice.aux as u64;
     let is_noise = matches!(voice.kind, VoiceKind::Swell | VoiceKind::Hat);
     GpuVoice {
         kind: voice.kind as u32,
+        block: block as u32,
         onset: voice.onset.clamp(i32::MIN as i64 / 2, i32::MAX as i64 / 2) as i32,
         gate: voice.gate,
         release: voice.release,
@@ -214,6 +234,7 @@ fn gpu_voice(voice: &super::voice::Voice) -> GpuVoice {
         aux_frames: voice.aux_frames,
         seed_lo: if is_noise { seed as u32 } else { 0 },
         seed_hi: if is_noise { (seed >> 32) as u32 } else { 0 },
+        _pad: 0,
     }
 }
 
@@ -243,8 +264,10 @@ fn gpu_block(table: &VoiceTable, voice_offset: usize, out_offset: usize) -> GpuB
 pub struct GpuRenderer {
     device: wgpu::Device,
     queue: wgpu::Queue,
+    segments_pipeline: wgpu::ComputePipeline,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
+    segment_slots: u32,
     blocks: wgpu::Buffer,
     voices: wgpu::Buffer,
     output: wgpu::Buffer,
@@ -308,23 +331,43 @@ impl GpuRenderer {
             },
             count: None,
         };
+        let uniform = wgpu::BindGroupLayoutEntry {
+            binding: 4,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("render bindings"),
-            entries: &[storage(0, true), storage(1, true), storage(2, false)],
+            entries: &[
+                storage(0, true),
+                storage(1, true),
+                storage(2, false),
+                storage(3, false),
+                uniform,
+            ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("render layout"),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("render"),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some("render"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let pipeline_for = |entry_point: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry_point),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(entry_point),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        let segments_pipeline = pipeline_for("segments");
+        let pipeline = pipeline_for("render");
         let max_stations = max_stations.max(1);
         let output_bytes = (max_stations * max_frames * CHANNELS * 4) as u64;
         let buffer = |label: &str, size: u64, usage: wgpu::BufferUsages| {
@@ -355,6 +398,20 @@ impl GpuRenderer {
             output_bytes,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
+        let slots = segment_slots(max_frames);
+        let segments = buffer(
+            "segments",
+            (max_stations * MAX_VOICES) as u64 * slots as u64 * SEGMENT_BYTES,
+            wgpu::BufferUsages::STORAGE,
+        );
+        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::bytes_of(&GpuParams {
+                segment_slots: slots,
+                _pad: [0; 3],
+            }),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("render bindings"),
             layout: &layout,
@@ -371,6 +428,14 @@ impl GpuRenderer {
                     binding: 2,
                     resource: output.as_entire_binding(),
                 },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: segments.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: params.as_entire_binding(),
+                },
             ],
         });
         if let Some(error) = pollster::block_on(scope.pop()) {
@@ -380,8 +445,10 @@ impl GpuRenderer {
         Ok(Self {
             device,
             queue,
+            segments_pipeline,
             pipeline,
             bind_group,
+            segment_slots: slots,
             blocks,
             voices,
             output,
@@ -470,7 +537,7 @@ impl GpuRenderer {
         self.block_scratch.clear();
         self.voice_scratch.clear();
         let mut out_offset = 0;
-        for (table, out) in tables.iter().zip(outs.iter()) {
+        for (block, (table, out)) in tables.iter().zip(outs.iter()).enumerate() {
             if out.len() != table.frames as usize * CHANNELS {
                 return Err(GpuError::OutputSize);
             }
@@ -480,7 +547,7 @@ impl GpuRenderer {
             self.block_scratch
                 .push(gpu_block(table, self.voice_scratch.len(), out_offset));
             self.voice_scratch
-                .extend(table.voices().iter().map(gpu_voice));
+                .extend(table.voices().iter().map(|v| gpu_voice(v, block)));
             out_offset += out.len();
         }
         let out_bytes = (out_offset * 4) as u64;
@@ -496,6 +563,20 @@ impl GpuRenderer {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("render"),
             });
+        if !self.voice_scratch.is_empty() {
+            // Segment ends first (their own pass, so the render pass sees every write).
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("segments"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.segments_pipeline);
+            pass.set_bind_group(0, &self.bind_group, &[]);
+            pass.dispatch_workgroups(
+                self.segment_slots.div_ceil(WORKGROUP_FRAMES),
+                self.voice_scratch.len() as u32,
+                1,
+            );
+        }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("render"),
