@@ -9,7 +9,7 @@
 //    applies the pad tremolo, the tanh soft clipper and the master gain. Dispatch:
 //    x = frames / 64 (rounded up), y = stations.
 //
-// Precision (see "Precision" in DESIGN.md): nothing here uses absolute f32 time. Oscillator
+// Precision (see shaders/README.md): nothing here uses absolute f32 time. Oscillator
 // phase is 0.32 fixed point from the voice's integer age times a 0.64 fixed-point increment, so
 // it is exact modulo one turn at any stream position; noise is indexed by 64-bit integers
 // emulated with two u32 words, bit for bit the CPU's splitmix64.

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{BackendChoice, Config, ConfigError};
 use crate::control::{ControlAccess, StationControl};
 use crate::dashboard;
 use crate::edge::origin::OriginPolicy;
@@ -124,7 +124,7 @@ pub async fn run_with_handles(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let selected = synth::select_backend(config.backend)?;
-    let backend = selected.backend;
+    let mut backend = selected.backend;
     let gpu = match selected.gpu {
         Some(context) => {
             let adapter = context.adapter.clone();
@@ -136,14 +136,20 @@ pub async fn run_with_handles(
                 "synthesis on the GPU"
             );
             let deadline = config.chunk_period() * config.buffer_chunks() as u32;
-            let renderer = GpuRenderer::new(
+            match GpuRenderer::new(
                 context,
                 config.stations.len(),
                 config.chunk_frames(),
                 deadline,
-            )
-            .map_err(BackendError::GpuUnavailable)?;
-            Some(renderer)
+            ) {
+                Ok(renderer) => Some(renderer),
+                // `auto` settles for the CPU; `gpu` was asked for and is refused loudly.
+                Err(e) if config.backend == BackendChoice::Auto => {
+                    tracing::warn!("the GPU renderer cannot start ({e}); synthesis on the CPU");
+                    None
+                }
+                Err(e) => return Err(BackendError::GpuUnavailable(e).into()),
+            }
         }
         None => {
             if let Some(reason) = &selected.gpu_skipped {
@@ -152,6 +158,9 @@ pub async fn run_with_handles(
             None
         }
     };
+    if gpu.is_none() {
+        backend = Backend::Cpu;
+    }
     let adapter = gpu.as_ref().map(|g| g.adapter().clone());
     // Without the recorder every metric handle is a no-op: the baseline for measuring what
     // telemetry costs.

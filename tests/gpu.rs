@@ -281,3 +281,71 @@ mod server {
         survives(GpuFault::Timeout, "timeout").await;
     }
 }
+
+/// Runs the binary with no Vulkan driver visible, to its end.
+fn serve_without_vulkan(backend: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_auralis"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--backend", backend])
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn without_any_adapter_gpu_is_a_clear_error() {
+    let output = serve_without_vulkan("gpu");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--backend gpu"), "{stderr}");
+    assert!(stderr.contains("mesa-vulkan-drivers"), "{stderr}");
+    assert!(stderr.contains("--backend cpu"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_adapter_auto_streams_from_the_cpu() {
+    use std::process::{Command, Stdio};
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::from({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_auralis"));
+        command
+            .args(["serve", "--addr", "127.0.0.1:0", "--backend", "auto"])
+            .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+            .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        command
+    })
+    .kill_on_drop(true)
+    .spawn()
+    .expect("the binary starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(common::PATIENCE, lines.next_line())
+            .await
+            .expect("the server prints its address")
+            .unwrap()
+            .expect("the server prints its address");
+        if let Some(rest) = line.trim().strip_prefix("listen in a browser:") {
+            let url = rest
+                .trim()
+                .trim_start_matches("http://")
+                .trim_end_matches('/');
+            break url.parse::<std::net::SocketAddr>().unwrap();
+        }
+    };
+    let mut status = String::new();
+    for _ in 0..100 {
+        let (code, body) = common::http_get(addr, "/api/status").await;
+        if code == 200 && body.contains("\"live\":true") {
+            status = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status answers");
+    assert_eq!(status["gpu"], serde_json::Value::Null);
+    assert_eq!(status["stations"][0]["backend"], "cpu");
+    let _ = child.kill().await;
+}

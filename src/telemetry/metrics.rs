@@ -52,9 +52,9 @@ pub const GPU_BUSY: &str = "auralis_gpu_busy_ratio";
 pub const GPU_ALLOCATED: &str = "auralis_gpu_allocated_bytes";
 pub const GPU_INFO: &str = "auralis_gpu_info";
 
-/// The metrics `/metrics` always shows (with HELP text), for docs and tests. GPU fallbacks are
-/// described but only appear once a fallback happens.
-pub const ALL: [&str; 33] = [
+/// The metrics `/metrics` always shows (with HELP text), for docs and tests. The `auralis_gpu_*`
+/// series appear only when the GPU renders.
+pub const ALL: [&str; 34] = [
     SYNTHESIS_DURATION,
     SYNTHESIS_REALTIME_FACTOR,
     SYNTHESIS_SKIPPED,
@@ -84,6 +84,7 @@ pub const ALL: [&str; 33] = [
     CONTROL_REQUESTS,
     SYSTEM_CPU,
     SYNTHESIS_RESTARTS,
+    SYNTHESIS_FALLBACKS,
     WS_REJECTIONS,
     HTTP_CONNECTIONS,
     HTTP_HEADER_TIMEOUTS,
@@ -552,7 +553,12 @@ impl StationMetrics {
             client_errors,
         };
         // Counters appear in the exposition only once touched.
-        for c in metrics.disconnections.iter().chain(&metrics.client_errors) {
+        for c in metrics
+            .disconnections
+            .iter()
+            .chain(&metrics.client_errors)
+            .chain(&metrics.fallbacks)
+        {
             c.increment(0);
         }
         for c in [
