@@ -1,9 +1,14 @@
-//! The synthesis thread: renders ahead of the pacer into the ring.
+//! The synthesis threads: render ahead of the pacer into each station's ring.
 //!
-//! Real-time contract: after [`spawn`] returns, the loop never allocates, locks, logs or awaits,
-//! except on the fault path: a render that panics is caught, counted and the engine rebuilt.
-//! It talks to the rest of the server only through atomics in [`SynthesisShared`] and the ring;
-//! the pacer turns those counts into metrics.
+//! On the CPU ([`spawn`]) each station has its own thread. Real-time contract: after `spawn`
+//! returns, its loop never allocates, locks, logs or awaits, except on the fault path: a render
+//! that panics is caught, counted and the engine rebuilt. It talks to the rest of the server only
+//! through atomics in [`SynthesisShared`] and the ring; the pacer turns those counts into metrics.
+//!
+//! On the GPU ([`spawn_gpu`]) one thread composes every due station's block and renders them all
+//! in one submission. wgpu locks and allocates inside its calls, so that thread is not real-time
+//! safe; it owns the ring producers all the same, and the rings' render-ahead (`--buffer-ms`)
+//! absorbs its variance. A batch that fails or is late is rendered on the CPU at once.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
