@@ -154,12 +154,17 @@ mod server {
             .collect()
     }
 
-    fn samples(audio: &Audio) -> Vec<i16> {
+    /// The largest difference, in s16 steps, between a streamed chunk and the CPU reference.
+    fn steps_off(audio: &Audio, seed: u64, preset: Option<Preset>) -> i32 {
+        let expected = reference(seed, preset, audio.header.position);
         audio
             .payload()
             .chunks_exact(2)
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect()
+            .zip(&expected)
+            .map(|(a, b)| (a as i32 - *b as i32).abs())
+            .max()
+            .unwrap_or(0)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,13 +186,7 @@ mod server {
                 .iter()
                 .filter(|f| f.header.flags & FLAG_UNDERRUN_FILL == 0)
             {
-                let expected = reference(seed, preset, frame.header.position);
-                let worst = samples(frame)
-                    .iter()
-                    .zip(&expected)
-                    .map(|(a, b)| (*a as i32 - *b as i32).abs())
-                    .max()
-                    .unwrap_or(0);
+                let worst = steps_off(frame, seed, preset);
                 // 1e-4 of full scale is 3.3 steps of 16 bits, plus rounding.
                 assert!(
                     worst <= 4,
@@ -251,13 +250,7 @@ mod server {
             .count();
         assert_eq!(fills, 0, "the CPU fallback must leave no silence");
         for frame in &frames[3..] {
-            let expected = reference(60, None, frame.header.position);
-            let worst = samples(frame)
-                .iter()
-                .zip(&expected)
-                .map(|(a, b)| (*a as i32 - *b as i32).abs())
-                .max()
-                .unwrap_or(0);
+            let worst = steps_off(frame, 60, None);
             assert!(
                 worst <= 4,
                 "{reason}: {worst} steps off at {}",

@@ -26,6 +26,31 @@ const INTERVAL_WINDOW: usize = 50;
 const MAX_CATCH_UP: Duration = Duration::from_secs(1);
 /// Underruns are logged as one warning per this interval at most, with the count since the last.
 const UNDERRUN_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Events counted for a log line that goes out at most once per [`UNDERRUN_LOG_INTERVAL`].
+#[derive(Debug, Default)]
+struct LogBudget {
+    unlogged: u64,
+    last: Option<Instant>,
+}
+
+impl LogBudget {
+    fn add(&mut self, events: u64) {
+        self.unlogged += events;
+    }
+
+    /// The events to report now, if any are waiting and the last line is old enough.
+    fn take_due(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= UNDERRUN_LOG_INTERVAL);
+        if self.unlogged == 0 || !due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
 /// One released chunk in this many is logged (at debug level): a pulse, not a line per chunk.
 const CHUNK_LOG_SAMPLE: u64 = 600;
 
@@ -51,11 +76,9 @@ pub struct Pacer {
     seen_skips: u64,
     seen_restarts: u64,
     seen_fallbacks: [u64; crate::pipeline::synthesis::FALLBACK_REASONS.len()],
-    unlogged_fallbacks: u64,
-    last_fallback_log: Option<Instant>,
-    /// Restarts not yet reported in a log line, and when the last line went out.
-    unlogged_restarts: u64,
-    last_restart_log: Option<Instant>,
+    /// GPU fallbacks and engine restarts not yet reported in a log line.
+    fallback_log: LogBudget,
+    restart_log: LogBudget,
     /// Underruns not yet reported in a log line, and when the last line went out.
     unlogged_underruns: u64,
     last_underrun_log: Option<Instant>,
@@ -89,10 +112,8 @@ impl Pacer {
             seen_skips: 0,
             seen_restarts: 0,
             seen_fallbacks: Default::default(),
-            unlogged_fallbacks: 0,
-            last_fallback_log: None,
-            unlogged_restarts: 0,
-            last_restart_log: None,
+            fallback_log: LogBudget::default(),
+            restart_log: LogBudget::default(),
             unlogged_underruns: 0,
             last_underrun_log: None,
         }
@@ -237,7 +258,7 @@ impl Pacer {
         for (i, (now, seen)) in fallbacks.iter().zip(&mut self.seen_fallbacks).enumerate() {
             if now > seen {
                 hub.metrics.fallbacks[i].increment(now - *seen);
-                self.unlogged_fallbacks += now - *seen;
+                self.fallback_log.add(now - *seen);
                 *seen = *now;
             }
         }
@@ -246,37 +267,25 @@ impl Pacer {
             hub.metrics
                 .synthesis_restarts
                 .increment(restarts - self.seen_restarts);
-            self.unlogged_restarts += restarts - self.seen_restarts;
+            self.restart_log.add(restarts - self.seen_restarts);
             self.seen_restarts = restarts;
         }
         // One line per 10 s at most: an engine that panics (or a GPU that fails) on every block
         // must not flood the log.
         let now = Instant::now();
-        if self.unlogged_fallbacks > 0
-            && self
-                .last_fallback_log
-                .is_none_or(|last| now.saturating_duration_since(last) >= UNDERRUN_LOG_INTERVAL)
-        {
+        if let Some(blocks) = self.fallback_log.take_due(now) {
             tracing::warn!(
                 station = %hub.name,
-                blocks = self.unlogged_fallbacks,
+                blocks,
                 "the GPU failed; blocks were rendered on the CPU (see auralis_synthesis_fallbacks_total)"
             );
-            self.unlogged_fallbacks = 0;
-            self.last_fallback_log = Some(now);
         }
-        if self.unlogged_restarts > 0
-            && self
-                .last_restart_log
-                .is_none_or(|last| now.saturating_duration_since(last) >= UNDERRUN_LOG_INTERVAL)
-        {
+        if let Some(restarts) = self.restart_log.take_due(now) {
             tracing::error!(
                 station = %hub.name,
-                restarts = self.unlogged_restarts,
+                restarts,
                 "synthesis engine panicked and was restarted; listeners got flagged silence meanwhile"
             );
-            self.unlogged_restarts = 0;
-            self.last_restart_log = Some(now);
         }
         let skips = self.synthesis.skipped_chunks();
         hub.metrics
