@@ -183,14 +183,12 @@ impl IntoResponse for AppError {
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::MetricsDisabled => (StatusCode::NOT_FOUND, "metrics_disabled"),
             AppError::BadBody(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            AppError::Origin(OriginError::NotAllowed) => {
-                (StatusCode::FORBIDDEN, Rejection::OriginNotAllowed.as_str())
-            }
-            AppError::Origin(OriginError::Missing) => {
-                (StatusCode::FORBIDDEN, Rejection::OriginMissing.as_str())
-            }
-            AppError::ListenToken(e) => (StatusCode::UNAUTHORIZED, e.as_str()),
-            AppError::Full(e) => (StatusCode::SERVICE_UNAVAILABLE, e.as_str()),
+            AppError::Origin(e) => (StatusCode::FORBIDDEN, Rejection::from(*e).as_str()),
+            AppError::ListenToken(e) => (StatusCode::UNAUTHORIZED, Rejection::from(*e).as_str()),
+            AppError::Full(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Rejection::from(*e).as_str(),
+            ),
             AppError::ShuttingDown => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Rejection::ShuttingDown.as_str(),
@@ -325,39 +323,29 @@ fn admit(
     peer: SocketAddr,
 ) -> Result<ListenerSlot, AppError> {
     let guards = &state.guards;
-    let refused = |reason: Rejection| guards.metrics.rejected(reason).increment(1);
+    // Counts the refusal under its reason on the way out.
+    let refused = |reason: Rejection, error: AppError| {
+        guards.metrics.rejected(reason).increment(1);
+        error
+    };
     if *state.shutdown.borrow() {
-        refused(Rejection::ShuttingDown);
-        return Err(AppError::ShuttingDown);
+        return Err(refused(Rejection::ShuttingDown, AppError::ShuttingDown));
     }
-    if let Err(e) = guards
+    guards
         .origins
         .check(headers.get(header::ORIGIN), headers.get(header::HOST))
-    {
-        refused(match e {
-            OriginError::NotAllowed => Rejection::OriginNotAllowed,
-            OriginError::Missing => Rejection::OriginMissing,
-        });
-        return Err(e.into());
-    }
+        .map_err(|e| refused(e.into(), e.into()))?;
     if guards.tokens.listen_required() {
         let token = bearer(headers).or(query_token);
-        if let Err(e) = guards.tokens.verify(token, Scope::Listen, now_unix()) {
-            refused(match e {
-                TokenError::Missing => Rejection::TokenMissing,
-                TokenError::Invalid => Rejection::TokenInvalid,
-                TokenError::Expired => Rejection::TokenExpired,
-            });
-            return Err(e.into());
-        }
+        guards
+            .tokens
+            .verify(token, Scope::Listen, now_unix())
+            .map_err(|e| refused(e.into(), e.into()))?;
     }
-    guards.slots.take(peer.ip()).map_err(|e| {
-        refused(match e {
-            SlotError::ServerFull => Rejection::ServerFull,
-            SlotError::AddressFull => Rejection::AddressFull,
-        });
-        e.into()
-    })
+    guards
+        .slots
+        .take(peer.ip())
+        .map_err(|e| refused(e.into(), e.into()))
 }
 
 fn upgrade_listener(

@@ -413,6 +413,12 @@ fn start_stations(
     Ok((running, engines))
 }
 
+/// Resolves once the server's shutdown flag is set (without holding the watch lock across
+/// awaits): what every long-lived task selects on.
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM: what stops `serve` and `listen`.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -49,6 +49,34 @@ impl Rejection {
     }
 }
 
+impl From<origin::OriginError> for Rejection {
+    fn from(error: origin::OriginError) -> Self {
+        match error {
+            origin::OriginError::NotAllowed => Rejection::OriginNotAllowed,
+            origin::OriginError::Missing => Rejection::OriginMissing,
+        }
+    }
+}
+
+impl From<tokens::TokenError> for Rejection {
+    fn from(error: tokens::TokenError) -> Self {
+        match error {
+            tokens::TokenError::Missing => Rejection::TokenMissing,
+            tokens::TokenError::Invalid => Rejection::TokenInvalid,
+            tokens::TokenError::Expired => Rejection::TokenExpired,
+        }
+    }
+}
+
+impl From<slots::SlotError> for Rejection {
+    fn from(error: slots::SlotError) -> Self {
+        match error {
+            slots::SlotError::ServerFull => Rejection::ServerFull,
+            slots::SlotError::AddressFull => Rejection::AddressFull,
+        }
+    }
+}
+
 /// Everything an upgrade passes before a session starts, built once per server.
 #[derive(Debug)]
 pub struct EdgeGuards {

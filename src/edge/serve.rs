@@ -26,6 +26,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use crate::server::stopped;
 use crate::telemetry::metrics::EdgeMetrics;
 
 /// Limits of the accept loop.
@@ -194,9 +195,4 @@ fn request_timed_out() -> axum::response::Response {
         "error": {"code": "request_timeout", "message": "the request took too long to arrive"}
     });
     (axum::http::StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response()
-}
-
-/// Resolves once the shutdown flag is set (without holding the watch lock across awaits).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }

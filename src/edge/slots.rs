@@ -19,16 +19,6 @@ pub enum SlotError {
     AddressFull,
 }
 
-impl SlotError {
-    /// The `reason` label of the rejection counter.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SlotError::ServerFull => "server_full",
-            SlotError::AddressFull => "address_full",
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 struct Taken {
     total: usize,

@@ -66,17 +66,6 @@ pub enum TokenError {
     Expired,
 }
 
-impl TokenError {
-    /// The `reason` label and error code for this refusal.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenError::Missing => "token_missing",
-            TokenError::Invalid => "token_invalid",
-            TokenError::Expired => "token_expired",
-        }
-    }
-}
-
 /// The token secret is too short to sign with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the token secret must be at least {MIN_SECRET_BYTES} bytes")]

@@ -106,15 +106,8 @@ pub struct SynthesisShared {
     injected_gpu_reason: AtomicU32,
 }
 
-/// The `reason` label values of `auralis_synthesis_fallbacks_total`, as [`GpuError::reason`]
-/// names them.
-pub const FALLBACK_REASONS: [&str; 5] = [
-    "no_adapter",
-    "device_lost",
-    "validation",
-    "timeout",
-    "unsupported",
-];
+/// The `reason` label values of `auralis_synthesis_fallbacks_total`.
+pub const FALLBACK_REASONS: [&str; 5] = GpuError::REASONS;
 
 /// A GPU fault a test can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,10 +156,7 @@ impl SynthesisShared {
     }
 
     fn count_fallback(&self, error: &GpuError) {
-        let reason = error.reason();
-        if let Some(i) = FALLBACK_REASONS.iter().position(|r| *r == reason) {
-            self.fallbacks[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.fallbacks[error.reason_index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Test hook: make the next `count` GPU batches this station is in fail with `fault`.
@@ -473,7 +463,9 @@ fn gpu_loop(works: &mut [StationWork], mut renderer: GpuRenderer, metrics: &GpuM
     let idle_wait = first.settings.chunk_period / 4;
     let frames = first.settings.chunk_frames;
     metrics.allocated.set(renderer.allocated_bytes() as f64);
+    // Both reused every turn: the stations due, then those whose block was composed.
     let mut due: Vec<(usize, Box<[f32]>)> = Vec::with_capacity(works.len());
+    let mut composed: Vec<(usize, Box<[f32]>)> = Vec::with_capacity(works.len());
     let mut retry_at: Option<Instant> = None;
     let mut last_error = GpuError::DeviceLost(String::new());
     let mut retry_wait = GPU_RETRY_FIRST;
@@ -499,7 +491,6 @@ fn gpu_loop(works: &mut [StationWork], mut renderer: GpuRenderer, metrics: &GpuM
         let started = Instant::now();
         // Compose on the CPU (cheap); a panic here is a station's engine bug, handled as on
         // the CPU path.
-        let mut composed = Vec::with_capacity(due.len());
         for (i, samples) in due.drain(..) {
             let work = &mut works[i];
             let (synth, shared, next) = (&mut work.synth, &work.shared, work.next);

@@ -22,6 +22,7 @@ use super::protocol::{
 };
 use crate::control::{ControlAccess, StationControl, TokenBucket};
 use crate::pipeline::unix_nanos;
+use crate::server::stopped;
 use crate::telemetry::metrics::DisconnectReason;
 
 /// WebSocket close codes the server uses (RFC 6455, section 7.4.1).
@@ -298,11 +299,6 @@ where
             }
         }
     }
-}
-
-/// Resolves once the shutdown flag is set (without holding the watch lock across awaits).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Drains the receiver to its newest frame; returns it and how many older ones were skipped.

@@ -55,17 +55,29 @@ pub enum GpuError {
 }
 
 impl GpuError {
+    /// Every `reason` label value, indexed by [`reason_index`](Self::reason_index).
+    pub const REASONS: [&'static str; 5] = [
+        "no_adapter",
+        "device_lost",
+        "validation",
+        "timeout",
+        "unsupported",
+    ];
+
+    /// This error's place in [`REASONS`](Self::REASONS).
+    pub fn reason_index(&self) -> usize {
+        match self {
+            GpuError::NoAdapter(_) | GpuError::SoftwareOnly(_) => 0,
+            GpuError::Device(_) | GpuError::DeviceLost(_) => 1,
+            GpuError::Validation(_) => 2,
+            GpuError::Timeout(_) => 3,
+            GpuError::TooLarge { .. } | GpuError::TooManyVoices | GpuError::OutputSize => 4,
+        }
+    }
+
     /// The bounded `reason` label for this error.
     pub fn reason(&self) -> &'static str {
-        match self {
-            GpuError::NoAdapter(_) | GpuError::SoftwareOnly(_) => "no_adapter",
-            GpuError::Device(_) | GpuError::DeviceLost(_) => "device_lost",
-            GpuError::Validation(_) => "validation",
-            GpuError::Timeout(_) => "timeout",
-            GpuError::TooLarge { .. } | GpuError::TooManyVoices | GpuError::OutputSize => {
-                "unsupported"
-            }
-        }
+        Self::REASONS[self.reason_index()]
     }
 }
 

@@ -16,14 +16,9 @@
 
 import { launch as launchChromium } from "./cdp.mjs";
 import { launch as launchFirefox } from "./marionette.mjs";
+import { cliOption } from "./harness.mjs";
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  const v = args[i + 1];
-  return v === undefined || v.startsWith("--") ? true : v;
-};
+const opt = cliOption();
 const BASE = String(opt("url", "http://127.0.0.1:8080/"));
 const MOCK = Boolean(opt("mock", false));
 const SECONDS = Number(opt("seconds", 8));

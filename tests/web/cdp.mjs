@@ -7,7 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+import { sleep, withStateHelpers } from "./harness.mjs";
 
 export async function launch({ chromium = "/usr/bin/chromium", autoplay = true, extraFlags = [] } = {}) {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "auralis-chromium-"));
@@ -58,21 +58,6 @@ export async function launch({ chromium = "/usr/bin/chromium", autoplay = true, 
       return r.result.value;
     },
     navigate: (url) => cdp("Page.navigate", { url }),
-    /** window.auralis as plain data, or null before the page has set it up. */
-    state() {
-      return page.evaluate("window.auralis ? JSON.parse(JSON.stringify(window.auralis)) : null");
-    },
-    async waitFor(pred, ms, label = "condition") {
-      const until = Date.now() + ms;
-      let a = null;
-      while (Date.now() < until) {
-        a = await page.state();
-        if (a && pred(a)) return a;
-        await sleep(100);
-      }
-      console.log(`  (timed out waiting for ${label}: state=${a && a.state} note=${a && a.note})`);
-      return a || {};
-    },
     async screenshot(file, width) {
       await cdp("Emulation.setDeviceMetricsOverride", { width, height: 900, deviceScaleFactor: 2, mobile: width < 600 });
       const shot = await cdp("Page.captureScreenshot", { format: "png", captureBeyondViewport: true });
@@ -94,5 +79,5 @@ export async function launch({ chromium = "/usr/bin/chromium", autoplay = true, 
       }
     },
   };
-  return page;
+  return withStateHelpers(page);
 }

@@ -13,7 +13,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+import { sleep, withStateHelpers } from "./harness.mjs";
 
 export async function launch({ firefox = "/usr/bin/firefox", autoplay = true, port = 28000 + Math.floor(Math.random() * 1000) } = {}) {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "auralis-firefox-"));
@@ -88,20 +88,6 @@ export async function launch({ firefox = "/usr/bin/firefox", autoplay = true, po
       return r.value;
     },
     navigate: (url) => command("WebDriver:Navigate", { url }),
-    state() {
-      return page.evaluate("window.auralis ? JSON.parse(JSON.stringify(window.auralis)) : null");
-    },
-    async waitFor(pred, ms, label = "condition") {
-      const until = Date.now() + ms;
-      let a = null;
-      while (Date.now() < until) {
-        a = await page.state();
-        if (a && pred(a)) return a;
-        await sleep(100);
-      }
-      console.log(`  (timed out waiting for ${label}: state=${a && a.state} note=${a && a.note})`);
-      return a || {};
-    },
     async screenshot(file, width) {
       await command("WebDriver:SetWindowRect", { width, height: 900 });
       const r = await command("WebDriver:TakeScreenshot", { full: true });
@@ -125,5 +111,5 @@ export async function launch({ firefox = "/usr/bin/firefox", autoplay = true, po
       }
     },
   };
-  return page;
+  return withStateHelpers(page);
 }

@@ -17,14 +17,9 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { encodeFrame, isValidStats, FLAG_UNDERRUN_FILL, FLAG_DISCONTINUITY } from "../../web/protocol.js";
+import { cliOption } from "./harness.mjs";
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  const v = args[i + 1];
-  return v === undefined || v.startsWith("--") ? true : v;
-};
+const opt = cliOption();
 const PORT = Number(opt("port", 18080));
 const ISOLATED = Boolean(opt("isolated", false));
 const TOKEN = opt("token", null);
