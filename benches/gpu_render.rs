@@ -27,8 +27,8 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let context = match GpuContext::acquire(AdapterPolicy::Any) {
         Ok(context) => context,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("a Vulkan adapter is required when CI=true: {e}")
+        Err(e) if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => {
+            panic!("a Vulkan adapter is required under CI: {e}")
         }
         Err(e) => {
             eprintln!("skipping: no Vulkan adapter ({e}); apt-get install mesa-vulkan-drivers");

@@ -20,9 +20,12 @@ done
 # chromium: the browser end-to-end test; nodejs: the browser client's unit tests;
 # prometheus, prometheus-alertmanager: promtool and amtool for the rules and their unit tests;
 # libasound2-dev, pkg-config: build the `playback` feature (cpal on ALSA); jackd2: the real-time
-# JACK dummy sink the native-listener test plays into through ALSA; mesa-vulkan-drivers: lavapipe,
-# the Vulkan driver on the CPU that the GPU renderer's tests run on where no GPU exists.
-packages=(curl chromium prometheus prometheus-alertmanager libasound2-dev pkg-config jackd2 mesa-vulkan-drivers)
+# JACK dummy sink the native-listener test plays into through ALSA; libasound2-plugins: ALSA's
+# `jack` PCM plugin (libasound_module_pcm_jack.so) that routes the listener into that sink;
+# mesa-vulkan-drivers: lavapipe, the Vulkan driver on the CPU that the GPU renderer's tests run on
+# where no GPU exists. (python3, which reads the advisory snapshot, comes with the machine's
+# toolchain image.)
+packages=(curl chromium prometheus prometheus-alertmanager libasound2-dev libasound2-plugins pkg-config jackd2 mesa-vulkan-drivers)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -50,6 +53,9 @@ log "cargo clippy -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 
 log "cargo test (unit, integration, benches in test mode; the browser test runs real Chromium)"
+# Tests that skip for a missing tool (only outside CI) append a line here; summarised at the end.
+skipped_log=target/tmp/skipped-tools.txt
+rm -f "$skipped_log"
 cargo test --all-targets --all-features
 
 log "cargo test --doc"
@@ -63,5 +69,10 @@ SOAK_PORT=18463 AURALIS_BIN=target/debug/auralis ./scripts/soak.sh 100 60s 20s
 
 log "dependency audit (cargo deny: advisories, licenses, bans, sources)"
 ./scripts/audit.sh
+
+if [ -s "$skipped_log" ]; then
+  log "SKIPPED for missing tools (these would fail under CI):"
+  sort -u "$skipped_log"
+fi
 
 log "all suites passed"

@@ -13,17 +13,7 @@ pub const MAX_STATIONS: usize = 32;
 /// Most HTTP connections `--max-connections` may allow (far above any file-descriptor limit).
 pub const MAX_CONNECTIONS: usize = 1 << 20;
 
-/// Which renderer to use (`--backend`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum BackendChoice {
-    /// The best available: the GPU when one can be used, else the CPU reference renderer.
-    #[default]
-    Auto,
-    /// The wgpu compute renderer; an error when it cannot be used.
-    Gpu,
-    /// The CPU reference renderer.
-    Cpu,
-}
+pub use crate::synth::BackendChoice;
 
 /// One station: a name listeners pick, the seed its music grows from, and optionally a preset
 /// to start with (otherwise the seed picks key, mode and tempo of the `focus` preset).
@@ -149,7 +139,7 @@ pub struct Config {
     pub tcp_send_buffer_bytes: Option<usize>,
     /// Largest client text message accepted (bytes).
     pub max_client_message_bytes: usize,
-    /// Longest the server waits for listeners to close on shutdown.
+    /// Longest the whole shutdown waits for HTTP connections and listeners to close.
     pub shutdown_grace: Duration,
     /// Static token required for music control. Without it (or a token secret), only loopback
     /// clients may control.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::pipeline::unix_nanos;
+use crate::clock::unix_nanos;
 use crate::stream::hub::StationHub;
 use crate::telemetry::live::{Quantiles, Snapshot};
 use crate::telemetry::system::{SystemFigures, SystemSample};

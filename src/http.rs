@@ -400,11 +400,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, AppErro
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let now = tokio::time::Instant::now();
     let waiting: Vec<&str> = state
         .stations
         .iter()
         .map(|s| &s.hub)
-        .filter(|s| !s.is_live())
+        .filter(|s| !s.is_releasing(now))
         .map(|s| s.name.as_str())
         .collect();
     let ready = waiting.is_empty() && !*state.shutdown.borrow();

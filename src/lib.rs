@@ -7,17 +7,20 @@
 //! it all; [`server::run`] wires it together. On the listening side, [`listen`] plays a stream
 //! through the sound card and [`load`] measures many listeners at once.
 
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod dashboard;
 pub mod edge;
 pub mod fuzz;
 pub mod http;
+pub mod labels;
 pub mod listen;
 pub mod load;
 pub mod pipeline;
 pub mod render;
 pub mod server;
+pub mod shutdown;
 pub mod stream;
 pub mod synth;
 pub mod telemetry;

@@ -175,7 +175,8 @@ struct ServeArgs {
     /// Largest client message accepted, in bytes.
     #[arg(long, env = "AURALIS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     max_message_bytes: usize,
-    /// On shutdown, how long to wait for listeners to close, in ms.
+    /// On shutdown, how long to wait for HTTP connections and listeners to close, in ms (one
+    /// period for both; what is left open then is dropped).
     #[arg(long, env = "AURALIS_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     shutdown_grace_ms: u64,
     #[command(flatten)]
@@ -387,7 +388,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  status:               http://{addr}/api/status");
     println!("  stations and control: http://{addr}/api/stations");
     println!("Press Ctrl-C to stop.");
-    auralis::server::run(listener, config, auralis::server::shutdown_signal()).await?;
+    auralis::server::run(listener, config, auralis::shutdown::shutdown_signal()).await?;
     Ok(())
 }
 
@@ -401,7 +402,12 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
         ..Config::default()
     };
     config.validate()?;
-    auralis::synth::select_backend(config.backend)?;
+    // Offline renders are the reference: always the CPU renderer, bit for bit.
+    if config.backend == BackendChoice::Gpu {
+        anyhow::bail!(
+            "render always uses the CPU reference renderer (bit-exact); --backend gpu applies to serve"
+        );
+    }
     let timeline = match &args.control_log {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::clock::unix_nanos;
 use crate::config::{BackendChoice, Config, ConfigError};
 use crate::control::{ControlAccess, StationControl};
 use crate::dashboard;
@@ -19,15 +20,16 @@ use crate::edge::serve::EdgeSettings;
 use crate::edge::slots::ListenerSlots;
 use crate::edge::{self, EdgeGuards};
 use crate::http::{self, AppState, Station};
+use crate::pipeline::gpu_engine;
 use crate::pipeline::pacer::{self, Pacer};
 use crate::pipeline::ring::chunk_ring;
 use crate::pipeline::synthesis::{
     self, StationInput, SynthesisSettings, SynthesisShared, SynthesisThread,
 };
-use crate::pipeline::unix_nanos;
 use crate::stream::hub::StationHub;
 use crate::stream::protocol::{Codec, FrameHeader, StreamFormat};
 use crate::stream::ws::ListenerSettings;
+use crate::synth::batch::BatchRenderer;
 use crate::synth::gpu::GpuRenderer;
 use crate::synth::{self, Backend, BackendError, MusicParams, Synth, Timeline, CHANNELS};
 use crate::telemetry;
@@ -123,44 +125,66 @@ pub async fn run_with_handles(
     on_start: impl FnOnce(Handles),
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let renderer = open_gpu_renderer(&config)?;
+    run_with_renderer(listener, config, shutdown, on_start, renderer).await
+}
+
+/// Resolves `--backend` and builds the GPU renderer when it is the GPU.
+///
+/// # Errors
+/// `--backend gpu` without a usable GPU.
+fn open_gpu_renderer(config: &Config) -> Result<Option<Box<dyn BatchRenderer>>, ServerError> {
     let selected = synth::select_backend(config.backend)?;
-    let mut backend = selected.backend;
-    let gpu = match selected.gpu {
-        Some(context) => {
-            let adapter = context.adapter.clone();
-            tracing::info!(
-                adapter = %adapter.name,
-                backend = %adapter.backend,
-                device_type = %adapter.device_type,
-                driver = %adapter.driver,
-                "synthesis on the GPU"
-            );
-            let deadline = config.chunk_period() * config.buffer_chunks() as u32;
-            match GpuRenderer::new(
-                context,
-                config.stations.len(),
-                config.chunk_frames(),
-                deadline,
-            ) {
-                Ok(renderer) => Some(renderer),
-                // `auto` settles for the CPU; `gpu` was asked for and is refused loudly.
-                Err(e) if config.backend == BackendChoice::Auto => {
-                    tracing::warn!("the GPU renderer cannot start ({e}); synthesis on the CPU");
-                    None
-                }
-                Err(e) => return Err(BackendError::GpuUnavailable(e).into()),
-            }
+    let Some(context) = selected.gpu else {
+        if let Some(reason) = &selected.gpu_skipped {
+            tracing::info!("synthesis on the CPU ({reason})");
         }
-        None => {
-            if let Some(reason) = &selected.gpu_skipped {
-                tracing::info!("synthesis on the CPU ({reason})");
-            }
-            None
-        }
+        return Ok(None);
     };
-    if gpu.is_none() {
-        backend = Backend::Cpu;
+    let adapter = context.adapter.clone();
+    tracing::info!(
+        adapter = %adapter.name,
+        backend = %adapter.backend,
+        device_type = %adapter.device_type,
+        driver = %adapter.driver,
+        "synthesis on the GPU"
+    );
+    // The default readback wait; the engine sizes each batch's own deadline.
+    let deadline = config.chunk_period() * config.buffer_chunks() as u32;
+    match GpuRenderer::new(
+        context,
+        config.stations.len(),
+        config.chunk_frames(),
+        deadline,
+    ) {
+        Ok(renderer) => Ok(Some(Box::new(renderer))),
+        // `auto` settles for the CPU; `gpu` was asked for and is refused loudly.
+        Err(e) if config.backend == BackendChoice::Auto => {
+            tracing::warn!("the GPU renderer cannot start ({e}); synthesis on the CPU");
+            Ok(None)
+        }
+        Err(e) => Err(BackendError::GpuUnavailable(e).into()),
     }
+}
+
+/// [`run_with_handles`] with the GPU engine on `renderer` (the CPU renders every station when it
+/// is `None`): for embedding a renderer of one's own, and for tests that put a faulty one in.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_renderer(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_start: impl FnOnce(Handles),
+    gpu: Option<Box<dyn BatchRenderer>>,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let backend = if gpu.is_some() {
+        Backend::Gpu
+    } else {
+        Backend::Cpu
+    };
     let adapter = gpu.as_ref().map(|g| g.adapter().clone());
     // Without the recorder every metric handle is a no-op: the baseline for measuring what
     // telemetry costs.
@@ -248,7 +272,7 @@ pub async fn run_with_handles(
         tracing::info!("shutting down: closing listeners");
         let _ = signal_stop.send(true);
     });
-    edge::serve::serve(
+    let stopping_since = edge::serve::serve(
         listener,
         app,
         edge,
@@ -261,7 +285,8 @@ pub async fn run_with_handles(
     // Make sure everything sees the stop even if serving failed, then wait for listeners.
     let _ = stop_tx.send(true);
     drop(state);
-    if tokio::time::timeout(config.shutdown_grace, done_rx.recv())
+    // One grace period for the whole shutdown: HTTP connections and sessions drain side by side.
+    if tokio::time::timeout_at(stopping_since + config.shutdown_grace, done_rx.recv())
         .await
         .is_err()
     {
@@ -282,7 +307,7 @@ pub async fn run_with_handles(
 fn start_stations(
     config: &Config,
     backend: Backend,
-    gpu: Option<GpuRenderer>,
+    gpu: Option<Box<dyn BatchRenderer>>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(Vec<RunningStation>, Vec<SynthesisThread>), ServerError> {
     let chunk_frames = config.chunk_frames();
@@ -323,7 +348,11 @@ fn start_stations(
         let timeline = Timeline::new(station.seed, config.sample_rate, params);
         let initial = timeline.latest_entry();
         let (producer, consumer) = chunk_ring(capacity, chunk_frames * CHANNELS);
-        let (outbox, controls) = synthesis::control_link(CONTROL_QUEUE);
+        let (outbox, controls) =
+            synthesis::control_link(CONTROL_QUEUE).map_err(|source| ServerError::Thread {
+                station: station.name.clone(),
+                source,
+            })?;
         inputs.push(StationInput {
             synth: Synth::new(timeline, chunk_frames),
             producer,
@@ -340,8 +369,10 @@ fn start_stations(
     };
     let engines: Vec<SynthesisThread> = match gpu {
         Some(renderer) => {
-            let metrics = metrics::gpu_metrics(renderer.adapter());
-            vec![synthesis::spawn_gpu(inputs, renderer, metrics).map_err(thread_error("all"))?]
+            vec![
+                gpu_engine::spawn_gpu(inputs, renderer, metrics::GpuMetrics::new())
+                    .map_err(thread_error("all"))?,
+            ]
         }
         None => config
             .stations
@@ -388,13 +419,14 @@ fn start_stations(
             template,
             start_position,
         );
-        tokio::spawn(pacer::run(
+        let pacing = tokio::spawn(pacer::run(
             pacer,
             Arc::clone(&hub),
             config.chunk_period(),
             first_deadline,
             stop.clone(),
         ));
+        supervise_pacer(station.name.clone(), pacing);
         let control = Arc::new(StationControl::new(
             station.name.clone(),
             station.seed,
@@ -413,38 +445,16 @@ fn start_stations(
     Ok((running, engines))
 }
 
-/// Resolves once the server's shutdown flag is set (without holding the watch lock across
-/// awaits): what every long-lived task selects on.
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM: what stops `serve` and `listen`.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
+/// Logs a pacer that ended by panicking. Its station then releases nothing, so `/readyz` fails for
+/// it (readiness follows the time of the last release) and the balancer stops sending listeners.
+fn supervise_pacer(station: String, pacing: tokio::task::JoinHandle<()>) {
+    tokio::spawn(async move {
+        if let Err(error) = pacing.await {
+            if error.is_panic() {
+                tracing::error!(%station, "the pacer crashed: the station releases no more audio and reports not ready");
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
+    });
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //!
 //! The DevTools client is a few calls over the WebSocket stack the project already uses, so the
 //! test needs no Node or npm. Chromium comes from `AURALIS_CHROMIUM` or `PATH`; when it is
-//! missing the test fails under `CI=true` and is skipped (with a message) otherwise.
+//! missing the test fails under CI (any non-empty `CI`) and is skipped (with a message) otherwise.
 
 mod common;
 
@@ -55,7 +55,7 @@ impl Browser {
         let profile = TempDir(std::env::temp_dir().join(format!(
             "auralis-chromium-{}-{}",
             std::process::id(),
-            auralis::pipeline::unix_nanos()
+            auralis::clock::unix_nanos()
         )));
         std::fs::create_dir_all(&profile.0).expect("profile dir");
         let mut child = Command::new(executable)

@@ -308,3 +308,37 @@ async fn stations_are_listed_and_controlled_over_rest() {
     assert_eq!(status, 404);
     server.shutdown().await.expect("clean shutdown");
 }
+
+/// A change that timed out is answered `unavailable` and never applied later: the synthesis
+/// thread refuses a request it sees after the request's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_timed_out_is_never_applied_later() {
+    let server = TestServer::start("ctl-expired", 6).await;
+    let mut ws = server.connect("/ws/ctl-expired").await;
+    let before = snapshot(&server, "ctl-expired").await;
+    server.synthesis().hold_controls(true);
+    let reply = control(&mut ws, json!({"type": "control", "bpm": 151})).await;
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["code"], "unavailable", "{reply}");
+    // The thread takes requests again: the expired one first (the queue is in order), then this.
+    server.synthesis().hold_controls(false);
+    let reply = control(&mut ws, json!({"type": "control", "bpm": 93})).await;
+    assert_eq!(reply["type"], "control_ack", "{reply}");
+    let after = snapshot(&server, "ctl-expired").await;
+    assert_eq!(after.params.bpm, 93.0);
+    assert!(
+        after.log.iter().all(|entry| entry.params.bpm != 151.0),
+        "the timed-out change reached the log: {:?}",
+        after.log
+    );
+    assert_eq!(after.log.len(), before.log.len() + 1);
+    assert_eq!(
+        control_requests(&server, "ctl-expired", "unavailable").await,
+        1.0
+    );
+    assert_eq!(
+        control_requests(&server, "ctl-expired", "applied").await,
+        1.0
+    );
+    server.shutdown().await.expect("clean shutdown");
+}

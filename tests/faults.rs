@@ -78,30 +78,47 @@ async fn a_panicking_engine_is_restarted_and_listeners_stay_connected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_listeners_with_1001_and_exits_cleanly() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    // Port 0: the server binds a free port itself and says which in its start-up line.
     let mut child = Command::new(env!("CARGO_BIN_EXE_auralis"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    let url = format!("ws://127.0.0.1:{port}/ws");
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let mut listeners = Vec::new();
-    while listeners.len() < 3 {
-        match tokio_tungstenite::connect_async(&url).await {
-            Ok((ws, _)) => listeners.push(ws),
-            Err(_) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut sent = false;
+        // Keep draining after the address so the server never blocks on a full pipe.
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sent {
+                continue;
             }
-            Err(e) => {
-                let _ = child.kill();
-                panic!("cannot connect: {e}");
+            if let Some(rest) = line.split("auralis listening: ws://").nth(1) {
+                let addr = rest.split("/ws").next().unwrap_or_default().to_string();
+                sent = addr_tx.send(addr).is_ok();
             }
         }
+    });
+    let addr = match addr_rx.recv_timeout(PATIENCE) {
+        Ok(addr) => addr,
+        Err(e) => {
+            let _ = child.kill();
+            panic!("the server did not report its address: {e}");
+        }
+    };
+    let url = format!("ws://{addr}/ws");
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        let (ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("the server accepts listeners once it reported its address");
+        listeners.push(ws);
     }
     for ws in &mut listeners {
         assert_contiguous(&audio_frames(ws, 2).await);

@@ -1,9 +1,9 @@
 //! The GPU renderer against the CPU reference: the same voice tables must give the same audio
-//! within 1e-4 (max abs), for several seeds and presets, at the start of the stream and more than
+//! within 1e-5 (max abs), for several seeds and presets, at the start of the stream and more than
 //! ten hours in (the f32-time trap), many stations per dispatch.
 //!
 //! Needs a Vulkan adapter: a real GPU, or Mesa's lavapipe (Debian `mesa-vulkan-drivers`) on a
-//! machine without one. With CI=true a missing adapter fails the test.
+//! machine without one. Under CI (any non-empty `CI`) a missing adapter fails the test.
 
 mod common;
 
@@ -16,7 +16,13 @@ use auralis::synth::{MusicParams, Preset, Timeline};
 
 const RATE: u32 = 48_000;
 const FRAMES: usize = 4800;
-const TOLERANCE: f32 = 1e-4;
+/// What the design promises: the shader does the CPU's arithmetic (exact segment ends in 64-bit
+/// fixed point, phases reduced before `sin`), so only f32 rounding in the per-sample pass differs
+/// (worst seen 9.4e-7). 1e-5 is a third of one 16-bit step (1/32768 = 3.05e-5): a GPU stream
+/// may differ from the CPU's by one step where a sample rounds across a boundary, never more.
+const TOLERANCE: f32 = 1e-5;
+/// The s16 consequence of [`TOLERANCE`].
+const MAX_S16_STEPS: i32 = 1;
 
 fn gpu() -> Option<GpuContext> {
     let context = GpuContext::acquire(AdapterPolicy::Any);
@@ -187,9 +193,8 @@ mod server {
                 .filter(|f| f.header.flags & FLAG_UNDERRUN_FILL == 0)
             {
                 let worst = steps_off(frame, seed, preset);
-                // 1e-4 of full scale is 3.3 steps of 16 bits, plus rounding.
                 assert!(
-                    worst <= 4,
+                    worst <= MAX_S16_STEPS,
                     "{name} at {}: {worst} steps off",
                     frame.header.position
                 );
@@ -252,7 +257,7 @@ mod server {
         for frame in &frames[3..] {
             let worst = steps_off(frame, 60, None);
             assert!(
-                worst <= 4,
+                worst <= MAX_S16_STEPS,
                 "{reason}: {worst} steps off at {}",
                 frame.header.position
             );

@@ -642,3 +642,104 @@ async fn a_listener_that_keeps_falling_behind_is_disconnected() {
         ) >= 3.0
     );
 }
+
+/// Sends a `stats` report and waits until the server has handled it (a `ping` behind it is
+/// answered); returns the `warning` codes it answered the report with.
+async fn report(ws: &mut Ws, stats: &str) -> Vec<String> {
+    ws.send(Message::text(stats)).await.unwrap();
+    ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+    let mut warnings = Vec::new();
+    let mut audio = Vec::new();
+    loop {
+        let reply = next_text(ws, &mut audio).await;
+        match reply["type"].as_str() {
+            Some("pong") => return warnings,
+            Some("warning") => warnings.push(reply["code"].as_str().unwrap().to_string()),
+            Some("error") => panic!("report refused with an error: {reply}"),
+            _ => {}
+        }
+    }
+}
+
+/// The client-reported series of `station`: underruns, buffer and latency sample counts and sums.
+fn client_figures(metrics: &str, station: &str) -> [f64; 5] {
+    let series = |name: &str| counter(metrics, &format!("{name}{{station=\"{station}\"}}"));
+    [
+        series("auralis_client_underruns_total"),
+        series("auralis_client_buffer_seconds_count"),
+        series("auralis_client_buffer_seconds_sum"),
+        series("auralis_client_latency_seconds_count"),
+        series("auralis_client_latency_seconds_sum"),
+    ]
+}
+
+fn refused_fields(metrics: &str, station: &str, field: &str) -> f64 {
+    counter(
+        metrics,
+        &format!("auralis_client_reports_refused_total{{station=\"{station}\",field=\"{field}\"}}"),
+    )
+}
+
+/// A hostile listener's `stats` reports leave the client-reported series exactly as an honest
+/// listener's reports made them, and every refusal is counted and answered with a warning.
+async fn hostile_reports_change_nothing(station: &str, field: &str, hostile: &[&str]) {
+    let (server, healthy) = start(station, |_| {}).await;
+    let mut honest = server.connect("/ws").await;
+    let honest_report = r#"{"type":"stats","buffer_ms":100,"underruns":1,"latency_ms":120}"#;
+    assert!(report(&mut honest, honest_report).await.is_empty());
+    let before = client_figures(&server.metrics().await, station);
+    assert_eq!(
+        before,
+        [1.0, 1.0, 0.1, 1.0, 0.12],
+        "the honest report is recorded as sent"
+    );
+
+    let mut attacker = server.connect("/ws").await;
+    let mut warned = 0;
+    for stats in hostile {
+        let warnings = report(&mut attacker, stats).await;
+        assert!(
+            warnings.iter().all(|w| w == "stats_refused"),
+            "{warnings:?}"
+        );
+        warned += warnings.len();
+    }
+    still_streaming(&mut attacker).await;
+    healthy.finish().await;
+    let metrics = server.metrics().await;
+    let after = client_figures(&metrics, station);
+    let moved: Vec<usize> = (0..5).filter(|i| after[*i] != before[*i]).collect();
+    // Only the attacker's plausible figures (the ones beside the hostile field) may be recorded.
+    let allowed: &[usize] = match field {
+        "underruns" => &[1, 2],
+        "buffer" => &[3, 4],
+        "latency" => &[1, 2],
+        _ => unreachable!(),
+    };
+    assert!(
+        moved.iter().all(|i| allowed.contains(i)),
+        "hostile {field} reports moved the client series: {before:?} -> {after:?}"
+    );
+    assert_eq!(after[0], 1.0, "only the honest underrun is counted");
+    assert_eq!(refused_fields(&metrics, station, field), warned as f64);
+    assert!(warned > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alternating_huge_and_zero_underrun_reports_move_nothing() {
+    let max = r#"{"type":"stats","buffer_ms":100,"underruns":18446744073709551615}"#;
+    let zero = r#"{"type":"stats","buffer_ms":100,"underruns":0}"#;
+    hostile_reports_change_nothing("h-underruns", "underruns", &[max, zero, max, zero, max]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffer_longer_than_the_connection_is_refused() {
+    let huge = r#"{"type":"stats","buffer_ms":600000,"underruns":0,"latency_ms":100}"#;
+    hostile_reports_change_nothing("h-buffer", "buffer", &[huge, huge, huge]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latency_longer_than_the_connection_could_see_is_refused() {
+    let huge = r#"{"type":"stats","buffer_ms":100,"underruns":0,"latency_ms":600000}"#;
+    hostile_reports_change_nothing("h-latency", "latency", &[huge, huge, huge]).await;
+}

@@ -89,7 +89,7 @@ async fn metrics_cover_every_stage_with_help_text() {
         metric_value(&text, "auralis_startup_seconds_count{station=\"metrics\"}"),
         Some(1.0)
     );
-    // No per-client labels anywhere: only station, backend, reason, result and version.
+    // No per-client labels anywhere: only station, backend, reason, result, field and version.
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && l.contains('{'))
@@ -98,7 +98,7 @@ async fn metrics_cover_every_stage_with_help_text() {
         for pair in labels.split("\",").filter(|p| !p.is_empty()) {
             let key = pair.split('=').next().unwrap();
             assert!(
-                ["station", "backend", "reason", "result", "version", "le"].contains(&key),
+                ["station", "backend", "reason", "result", "field", "version", "le"].contains(&key),
                 "unexpected label {key} in {line}"
             );
         }
@@ -114,4 +114,36 @@ async fn metrics_can_be_switched_off_and_streaming_goes_on() {
     let mut ws = server.connect("/ws").await;
     let frames = audio_frames(&mut ws, 3).await;
     assert_contiguous(&frames);
+}
+
+/// Polls `/readyz` until it answers `want`; returns the body.
+async fn wait_for_readiness(server: &TestServer, want: u16) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (code, body) = server.get("/readyz").await;
+        if code == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz stayed {code}: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Readiness follows the time of the last release: a pacer that stops releasing (here held back
+/// for 3 s inside its loop, as a hung or dead one would be) takes the station out of rotation,
+/// and it comes back once releases resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_the_pacer_releases_nothing() {
+    let server = TestServer::start("stalled-pacer", 33).await;
+    wait_for_readiness(&server, 200).await;
+    server
+        .hub()
+        .delay_next_release(std::time::Duration::from_secs(3));
+    let body = wait_for_readiness(&server, 503).await;
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["waiting_for"], serde_json::json!(["stalled-pacer"]));
+    wait_for_readiness(&server, 200).await;
 }

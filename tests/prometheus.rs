@@ -3,7 +3,7 @@
 //! that the latency quantiles come back as numbers, and that every rule evaluates healthy. It also
 //! lints `/metrics` with `promtool check metrics`.
 //!
-//! Needs Debian's `prometheus` (for `prometheus` and `promtool`); fails under `CI=true` without it
+//! Needs Debian's `prometheus` (for `prometheus` and `promtool`); fails under CI (any non-empty `CI`) without it
 //! and is skipped (with a message) otherwise.
 
 mod common;
@@ -47,7 +47,7 @@ impl Prometheus {
         let dir = std::env::temp_dir().join(format!(
             "auralis-prometheus-{}-{}",
             std::process::id(),
-            auralis::pipeline::unix_nanos()
+            auralis::clock::unix_nanos()
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus/rules");

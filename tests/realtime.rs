@@ -1,11 +1,16 @@
-//! The real-time contract of the synthesis thread: after start-up, rendering a chunk and moving it
-//! through the ring never allocates. A counting global allocator checks it on this thread.
+//! The real-time contract of the synthesis thread: after start-up, the step its loop runs (catch
+//! up, take control changes, render, publish into the ring) never allocates. A counting global
+//! allocator checks it on this thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use auralis::pipeline::ring::{chunk_ring, RenderedChunk};
-use auralis::pipeline::synthesis::{control_link, ControlRequest};
+use std::time::{Duration, Instant};
+
+use auralis::pipeline::ring::chunk_ring;
+use auralis::pipeline::synthesis::{
+    control_link, ControlRequest, CpuStation, StationInput, Step, SynthesisSettings,
+};
 use auralis::synth::params::{Key, Preset};
 use auralis::synth::{MusicParams, Score, Synth, CHANNELS};
 
@@ -39,14 +44,24 @@ fn allocations() -> u64 {
 }
 
 #[test]
-fn rendering_and_ring_traffic_do_not_allocate() {
+fn the_cpu_synthesis_step_does_not_allocate() {
     const FRAMES: usize = 4800;
-    // Start-up: everything is allocated here.
-    let mut synth = Synth::new(Score::new(5, 48_000), FRAMES);
-    let (mut producer, mut consumer) = chunk_ring(5, FRAMES * CHANNELS);
-    let (mut outbox, mut inbox) = control_link(4);
+    const TARGET_DEPTH: usize = 3;
+    // Start-up: everything is allocated here, as `synthesis::spawn` does before the thread runs.
+    let (producer, mut consumer) = chunk_ring(TARGET_DEPTH + 2, FRAMES * CHANNELS);
+    let (mut outbox, inbox) = control_link(4).expect("control link");
     let start = 1_795_000_000u64 * 48_000;
-    let mut position = start;
+    let mut station = CpuStation::new(StationInput {
+        synth: Synth::new(Score::new(5, 48_000), FRAMES),
+        producer,
+        controls: inbox,
+        settings: SynthesisSettings {
+            start_position: start,
+            chunk_frames: FRAMES,
+            target_depth: TARGET_DEPTH,
+            chunk_period: Duration::from_millis(100),
+        },
+    });
     let changes: Vec<MusicParams> = (0..12u8)
         .map(|i| MusicParams {
             key: Key::new(i),
@@ -54,6 +69,7 @@ fn rendering_and_ring_traffic_do_not_allocate() {
             ..Preset::ALL[i as usize % 4].params(Key::new(i))
         })
         .collect();
+    let far_future = Instant::now() + Duration::from_secs(3600);
 
     let before = allocations();
     assert!(
@@ -61,7 +77,11 @@ fn rendering_and_ring_traffic_do_not_allocate() {
         "the counting allocator sees start-up allocations"
     );
     // Ten minutes of stream: every section, chord change, swell and kick pattern, and a live
-    // change every ten seconds travelling through the control link as on the synthesis thread.
+    // change every ten seconds travelling through the control link. This thread plays both
+    // sides: the synthesis thread's step (the code `cpu_loop` runs) and the pacer, which pops
+    // one chunk per turn, so every ring buffer cycles through render, publish and recycle.
+    let mut position = start;
+    let mut applied = 0;
     for block in 0..6000usize {
         if block % 100 == 50 {
             let params = changes[(block / 100) % changes.len()];
@@ -70,29 +90,21 @@ fn rendering_and_ring_traffic_do_not_allocate() {
                 .push(ControlRequest {
                     id: block as u64,
                     params,
+                    deadline: far_future,
                 })
                 .expect("room for a request");
         }
-        while let Some(request) = inbox.pop_request() {
-            let result = synth.schedule(request.params, position);
-            inbox.reply(request.id, result);
+        while station.step() == Step::Rendered {}
+        while let Ok(reply) = outbox.replies.pop() {
+            assert!(reply.result.is_ok(), "change {} not scheduled", reply.id);
+            applied += 1;
         }
-        while outbox.replies.pop().is_ok() {}
-        let mut samples = producer.take_buffer().expect("a free buffer");
-        synth.render(position, &mut samples).expect("render");
-        let chunk = RenderedChunk {
-            position,
-            rendered_unix_ns: auralis::pipeline::unix_nanos(),
-            render_nanos: 0,
-            samples,
-        };
-        if let Err(refused) = producer.push(chunk) {
-            producer.give_back(refused.samples);
-        }
-        let popped = consumer.pop().expect("the chunk just pushed");
+        let popped = consumer.pop().expect("a rendered chunk");
         assert_eq!(popped.position, position);
         consumer.recycle(popped.samples);
         position += FRAMES as u64;
+        station.shared().set_live_position(position);
     }
     assert_eq!(allocations() - before, 0, "the real-time path allocated");
+    assert_eq!(applied, 60, "every change travelled through the step");
 }

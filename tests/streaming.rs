@@ -8,7 +8,7 @@ use auralis::render::{render_pcm, RenderRequest};
 use auralis::stream::protocol::{FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL};
 use auralis::synth::Score;
 use common::*;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,4 +430,43 @@ async fn two_instances_with_one_seed_stream_the_same_audio() {
         compared >= 5,
         "instances overlapped on only {compared} chunks"
     );
+}
+
+/// RFC 6455 section 5.5.1: an endpoint that receives a close frame answers with one. A client that
+/// closes must see the server's close (echoing its code), not a dropped TCP connection (1006).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+    let server = TestServer::start("closing", 12).await;
+    let mut ws = server.connect("/ws").await;
+    assert_contiguous(&audio_frames(&mut ws, 2).await);
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "done listening".into(),
+    }))
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match ws.next().await {
+                // Audio already in flight may arrive before the close.
+                Some(Ok(Message::Binary(_) | Message::Text(_) | Message::Ping(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the server answers the close in time");
+    match answer {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Normal),
+        other => panic!("expected the server's close frame, got {other:?}"),
+    }
+    wait_for_metric(
+        &server,
+        "auralis_ws_disconnections_total{station=\"closing\",reason=\"client_closed\"}",
+        1.0,
+    )
+    .await;
 }

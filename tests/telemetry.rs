@@ -58,26 +58,45 @@ async fn a_known_send_delay_shows_in_the_jitter_histogram() {
     assert!(pacer_late >= 0.08, "the pacer saw the delay: {pacer_late}");
 }
 
+/// A Server-Sent Events stream, read event by event.
+struct Sse {
+    lines: tokio::io::Lines<BufReader<tokio::net::TcpStream>>,
+}
+
+impl Sse {
+    async fn open(addr: std::net::SocketAddr, path: &str) -> Self {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        Self {
+            lines: BufReader::new(stream).lines(),
+        }
+    }
+
+    /// The next event, or `None` once the server ended the stream.
+    async fn next_event(&mut self) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .expect("an event (or the end of the stream) in time")
+                .ok()??;
+            // Chunked transfer: data lines arrive intact, chunk-size lines are skipped.
+            if let Some(json) = line.strip_prefix("data: ") {
+                return Some(serde_json::from_str(json).expect("event JSON"));
+            }
+        }
+    }
+}
+
 /// Reads Server-Sent Events from `path` until `done` accepts one; returns it.
 async fn sse_event(addr: std::net::SocketAddr, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut lines = BufReader::new(stream).lines();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut events = Sse::open(addr, path).await;
     loop {
-        let line = tokio::time::timeout_at(deadline, lines.next_line())
-            .await
-            .expect("an event in time")
-            .expect("readable")
-            .expect("stream open");
-        // Chunked transfer: data lines arrive intact, chunk-size lines are skipped.
-        if let Some(json) = line.strip_prefix("data: ") {
-            let event: Value = serde_json::from_str(json).expect("event JSON");
-            if done(&event) {
-                return event;
-            }
+        let event = events.next_event().await.expect("the stream stays open");
+        if done(&event) {
+            return event;
         }
     }
 }
@@ -113,12 +132,20 @@ async fn the_live_feed_reports_what_the_server_measured() {
     assert!(event["process"]["rss_bytes"].as_u64().unwrap() > 1_000_000);
     assert!(station["ring_capacity_s"].as_f64().unwrap() > 0.0);
     listener.abort();
-    // The feed ends with the server: shutdown is not held up by a dashboard viewer.
-    let viewer = tokio::spawn(sse_event(server.addr, "/api/live", |_| false));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The feed ends with the server: shutdown is not held up by a dashboard viewer. The viewer
+    // has its first event (so it is connected and streaming) before the shutdown starts.
+    let mut viewer = Sse::open(server.addr, "/api/live").await;
+    assert!(
+        viewer.next_event().await.is_some(),
+        "the viewer is streaming"
+    );
     server
         .shutdown()
         .await
         .expect("clean shutdown despite an open dashboard");
-    viewer.abort();
+    let mut after = 0;
+    while viewer.next_event().await.is_some() {
+        after += 1;
+        assert!(after <= 2, "the live feed kept going after shutdown");
+    }
 }

@@ -6,6 +6,7 @@
 //! [`StationControl::handle`], so they behave identically.
 
 pub mod access;
+pub mod link;
 pub mod rate;
 
 use std::collections::VecDeque;
@@ -18,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::pipeline::synthesis::{ControlOutbox, ControlReply, ControlRequest};
-use crate::stream::protocol::ErrorCode;
+use crate::labels::ErrorCode;
 use crate::synth::params::{MusicParams, ParamChange, ParamError, Preset};
 use crate::synth::ControlEntry;
 use crate::telemetry::metrics::{ControlMetrics, ControlResult};
 pub use access::{AccessError, ControlAccess};
+use link::{ControlOutbox, ControlReply, ControlRequest, NotScheduled};
 pub use rate::TokenBucket;
 
 /// Control-log entries kept for `GET .../control` and replay. Older ones are dropped; each entry is
@@ -31,8 +32,12 @@ pub use rate::TokenBucket;
 /// of the dropped ones have ended (at most the longest note tail, 1.6 s).
 pub const LOG_LIMIT: usize = 256;
 
-/// How long a change may wait for the synthesis thread before the request fails.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a change may wait for the synthesis thread: one it sees later is refused, not applied.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// The requester waits this much longer than the deadline before it answers `unavailable`, so a
+/// change the thread took just before the deadline still gets its acknowledgement: the thread
+/// checks the deadline, schedules and replies in one step without blocking.
+const REPLY_GRACE: Duration = Duration::from_millis(250);
 
 /// Fields of a control body that are not music parameters.
 const ENVELOPE_FIELDS: [&str; 3] = ["type", "id", "token"];
@@ -236,17 +241,25 @@ impl StationControl {
         let params = change.apply(&self.params());
         let id = link.next_id;
         link.next_id += 1;
+        let deadline = Instant::now() + REQUEST_DEADLINE;
         link.outbox
             .requests
-            .push(ControlRequest { id, params })
+            .push(ControlRequest {
+                id,
+                params,
+                deadline: deadline.into_std(),
+            })
             .map_err(|_| ControlError::Busy)?;
         if let Some(waker) = &self.waker {
             waker.unpark();
         }
-        let deadline = Instant::now() + REPLY_TIMEOUT;
+        let give_up = deadline + REPLY_GRACE;
         loop {
             if let Some(reply) = self.drain_replies(&mut link).filter(|r| r.id == id) {
-                let entry = reply.result.map_err(|_| ControlError::Busy)?;
+                let entry = reply.result.map_err(|refused| match refused {
+                    NotScheduled::Full => ControlError::Busy,
+                    NotScheduled::Expired => ControlError::Unavailable,
+                })?;
                 return Ok(ControlAck {
                     station: self.station.clone(),
                     position: entry.position,
@@ -255,11 +268,11 @@ impl StationControl {
                     params: entry.params,
                 });
             }
-            if Instant::now() >= deadline {
-                tracing::warn!(station = %self.station, "synthesis thread did not answer a control change");
+            if Instant::now() >= give_up {
+                tracing::warn!(station = %self.station, "synthesis thread did not answer a control change; it will refuse it when it does");
                 return Err(ControlError::Unavailable);
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            link.outbox.wait_for_reply(give_up).await;
         }
     }
 

@@ -10,44 +10,7 @@ pub mod serve;
 pub mod slots;
 pub mod tokens;
 
-/// Why a WebSocket upgrade was refused: the `reason` label of `auralis_ws_rejections_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rejection {
-    OriginNotAllowed,
-    OriginMissing,
-    TokenMissing,
-    TokenInvalid,
-    TokenExpired,
-    ServerFull,
-    AddressFull,
-    ShuttingDown,
-}
-
-impl Rejection {
-    pub const ALL: [Rejection; 8] = [
-        Rejection::OriginNotAllowed,
-        Rejection::OriginMissing,
-        Rejection::TokenMissing,
-        Rejection::TokenInvalid,
-        Rejection::TokenExpired,
-        Rejection::ServerFull,
-        Rejection::AddressFull,
-        Rejection::ShuttingDown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rejection::OriginNotAllowed => "origin_not_allowed",
-            Rejection::OriginMissing => "origin_missing",
-            Rejection::TokenMissing => "token_missing",
-            Rejection::TokenInvalid => "token_invalid",
-            Rejection::TokenExpired => "token_expired",
-            Rejection::ServerFull => "server_full",
-            Rejection::AddressFull => "address_full",
-            Rejection::ShuttingDown => "shutting_down",
-        }
-    }
-}
+pub use crate::labels::Rejection;
 
 impl From<origin::OriginError> for Rejection {
     fn from(error: origin::OriginError) -> Self {

@@ -24,9 +24,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
-use crate::server::stopped;
+use crate::shutdown::stopped;
 use crate::telemetry::metrics::EdgeMetrics;
 
 /// Limits of the accept loop.
@@ -50,7 +51,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` turns true, then waits up to `grace` for open
-/// HTTP connections to finish.
+/// HTTP connections to finish. Returns when the shutdown began, so the caller can hold the rest
+/// of the shutdown (WebSocket sessions) to the same grace period.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -58,7 +60,7 @@ pub async fn serve(
     metrics: Arc<EdgeMetrics>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
-) {
+) -> Instant {
     let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     let mut connections = JoinSet::new();
     loop {
@@ -96,9 +98,10 @@ pub async fn serve(
             serve_connection(stream, peer, app, settings, shutdown, &metrics).await;
         });
     }
+    let stopping_since = Instant::now();
     // Refuse new connections at once rather than let the kernel queue them until we exit.
     drop(listener);
-    if tokio::time::timeout(grace, async {
+    if tokio::time::timeout_at(stopping_since + grace, async {
         while connections.join_next().await.is_some() {}
     })
     .await
@@ -110,6 +113,7 @@ pub async fn serve(
         );
         connections.abort_all();
     }
+    stopping_since
 }
 
 /// Counts a connection in the open-connections gauge for as long as it lives, panics included.

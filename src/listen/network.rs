@@ -13,9 +13,9 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use super::drift::DriftControl;
 use super::resample::Resampler;
 use super::{ListenError, ListenStats, PlaybackShared};
+use crate::clock::unix_nanos;
+use crate::clock::ClockOffset;
 use crate::edge::tokens::redact_url;
-use crate::load::clock::ClockOffset;
-use crate::pipeline::unix_nanos;
 use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY};
 
 /// First and longest wait between reconnection attempts.

@@ -199,9 +199,9 @@ pub fn play(config: &ListenConfig) -> Result<ListenSummary, ListenError> {
             match duration {
                 Some(d) => tokio::select! {
                     () = tokio::time::sleep(d) => {}
-                    () = crate::server::shutdown_signal() => {}
+                    () = crate::shutdown::shutdown_signal() => {}
                 },
-                None => crate::server::shutdown_signal().await,
+                None => crate::shutdown::shutdown_signal().await,
             }
         };
         let result = network::run(&config.url, &mut feeder, stop).await;

@@ -11,10 +11,10 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::clock::ClockOffset;
 use super::playout::Playout;
 use super::report::{record_us, Group, Tally};
-use crate::pipeline::unix_nanos;
+use crate::clock::unix_nanos;
+use crate::clock::ClockOffset;
 use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL};
 
 /// How a client reads.

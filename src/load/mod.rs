@@ -9,7 +9,6 @@
 //! - [`server_metrics`]: the server's `/metrics` before and after, shown beside the client view.
 
 pub mod client;
-pub mod clock;
 pub mod playout;
 pub mod report;
 pub mod server_metrics;

@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::ring::{ChunkConsumer, RenderedChunk};
 use super::synthesis::SynthesisShared;
-use super::unix_nanos;
+use crate::clock::unix_nanos;
 use crate::stream::hub::{Frame, StationHub};
 use crate::stream::protocol::{
     encode_frame, encode_silence, FrameHeader, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL,
@@ -169,9 +169,18 @@ impl Pacer {
             Some(chunk) => {
                 header.rendered_unix_ns = chunk.rendered_unix_ns;
                 let render_seconds = chunk.render_nanos as f64 / 1e9;
-                hub.metrics.synthesis_duration.record(render_seconds);
+                // Each series means one backend: a GPU station's fallback blocks are CPU renders.
+                let fallback = hub
+                    .metrics
+                    .fallback_synthesis_duration
+                    .as_ref()
+                    .filter(|_| !chunk.on_gpu);
+                match fallback {
+                    Some(histogram) => histogram.record(render_seconds),
+                    None => hub.metrics.synthesis_duration.record(render_seconds),
+                }
                 hub.live.synthesis.record(render_seconds);
-                if render_seconds > 0.0 {
+                if render_seconds > 0.0 && fallback.is_none() {
                     hub.metrics
                         .realtime_factor
                         .set(self.chunk_seconds / render_seconds);
@@ -319,9 +328,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let start = first_deadline;
-    let mut tick: u32 = 0;
+    // u64: at 10 ms chunks a u32 tick would wrap after 497 days.
+    let mut tick: u64 = 0;
+    let period_nanos = period.as_nanos() as u64;
     loop {
-        let deadline = start + period * tick;
+        let deadline = start + Duration::from_nanos(period_nanos.saturating_mul(tick));
         tokio::select! {
             _ = sleep_until(deadline) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -335,8 +346,8 @@ pub async fn run(
         if late > MAX_CATCH_UP {
             // Stalled for a long time (e.g. the host was suspended): jump to the present rather
             // than burst a second of audio at listeners.
-            let missed = (late.as_nanos() / period.as_nanos().max(1)) as u32;
-            pacer.skip(missed as u64);
+            let missed = (late.as_nanos() / period.as_nanos().max(1)) as u64;
+            pacer.skip(missed);
             tick += missed;
             tracing::warn!(station = %hub.name, missed, "pacer fell behind; skipped to the live edge");
         }
@@ -393,6 +404,7 @@ mod tests {
                 position,
                 rendered_unix_ns: 1,
                 render_nanos: 1000,
+                on_gpu: false,
                 samples,
             })
             .unwrap();
@@ -421,9 +433,14 @@ mod tests {
             stop_rx,
         ));
 
+        let start = Instant::now();
         let mut frames = Vec::new();
-        for _ in 0..5 {
+        for i in 0..5 {
             frames.push((rx.recv().await.unwrap(), Instant::now()));
+            if i == 1 {
+                // The third release wakes 30 ms late (as a busy runtime would make it).
+                hub.delay_next_release(Duration::from_millis(30));
+            }
         }
         stop_tx.send(true).unwrap();
         task.await.unwrap();
@@ -444,10 +461,13 @@ mod tests {
                 assert!(payload.iter().all(|b| *b == 0));
             }
         }
-        // Exactly one period apart: absolute deadlines under paused time.
-        for pair in frames.windows(2) {
-            assert_eq!(pair[1].1 - pair[0].1, period);
-        }
+        // Absolute deadlines: the late release does not push the later ones back (relative
+        // sleeps would release the last two at 330 and 430 ms).
+        let released_ms: Vec<u128> = frames
+            .iter()
+            .map(|(_, at)| (*at - start).as_millis())
+            .collect();
+        assert_eq!(released_ms, [0, 100, 230, 300, 400]);
         assert_eq!(hub.stats.underruns.load(Ordering::Relaxed), 3);
         assert_eq!(shared.live_position(), 5 * FRAMES as u64);
     }

@@ -15,6 +15,8 @@ pub struct RenderedChunk {
     pub rendered_unix_ns: u64,
     /// How long composing and rendering took, in ns.
     pub render_nanos: u64,
+    /// Rendered by the GPU engine's batch (false: by the CPU renderer, a GPU fallback included).
+    pub on_gpu: bool,
     /// Interleaved stereo samples.
     pub samples: Box<[f32]>,
 }
@@ -115,26 +117,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_circulate_without_allocation() {
+    fn the_preallocated_buffers_and_only_they_circulate() {
         let (mut producer, mut consumer) = chunk_ring(3, 8);
         let mut pointers = std::collections::HashSet::new();
-        for round in 0..10u64 {
-            let buffer = producer.take_buffer().expect("a free buffer");
-            pointers.insert(buffer.as_ptr() as usize);
-            producer
-                .push(RenderedChunk {
-                    position: round,
+        let (mut pushed, mut popped) = (0u64, 0u64);
+        // Keep the ring full, as a synthesis thread ahead of its pacer does: every turn the
+        // producer fills buffers until the ring refuses one, then the consumer takes one out.
+        for _ in 0..40 {
+            while let Some(buffer) = producer.take_buffer() {
+                pointers.insert(buffer.as_ptr() as usize);
+                let chunk = RenderedChunk {
+                    position: pushed,
                     rendered_unix_ns: 0,
                     render_nanos: 0,
+                    on_gpu: false,
                     samples: buffer,
-                })
-                .unwrap();
-            assert_eq!(consumer.depth(), 1);
+                };
+                match producer.push(chunk) {
+                    Ok(()) => pushed += 1,
+                    Err(refused) => {
+                        producer.give_back(refused.samples);
+                        break;
+                    }
+                }
+            }
+            assert_eq!(consumer.depth(), 3, "the ring is full");
             let chunk = consumer.pop().unwrap();
-            assert_eq!(chunk.position, round);
+            assert_eq!(chunk.position, popped, "chunks come out in order");
+            popped += 1;
             consumer.recycle(chunk.samples);
         }
-        assert!(pointers.len() <= 4, "buffers are reused, not reallocated");
+        // Capacity plus the one being filled: a fifth pointer would be a new allocation.
+        assert_eq!(pointers.len(), 4, "buffers are reused, not reallocated");
+        assert_eq!(pushed, popped + 2, "two chunks are still in the ring");
     }
 
     #[test]
@@ -147,6 +162,7 @@ mod tests {
                     position,
                     rendered_unix_ns: 0,
                     render_nanos: 0,
+                    on_gpu: false,
                     samples,
                 })
                 .unwrap();
@@ -159,6 +175,7 @@ mod tests {
                 position: 9,
                 rendered_unix_ns: 0,
                 render_nanos: 0,
+                on_gpu: false,
                 samples,
             })
             .unwrap_err();

@@ -5,10 +5,8 @@
 //! that panics is caught, counted and the engine rebuilt. It talks to the rest of the server only
 //! through atomics in [`SynthesisShared`] and the ring; the pacer turns those counts into metrics.
 //!
-//! On the GPU ([`spawn_gpu`]) one thread composes every due station's block and renders them all
-//! in one submission. wgpu locks and allocates inside its calls, so that thread is not real-time
-//! safe; it owns the ring producers all the same, and the rings' render-ahead (`--buffer-ms`)
-//! absorbs its variance. A batch that fails or is late is rendered on the CPU at once.
+//! On the GPU, one thread renders every station (see [`super::gpu_engine`]); it drives the same
+//! per-station work ([`StationWork`]) as the CPU threads.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -17,69 +15,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::ring::{ChunkProducer, RenderedChunk};
-use super::unix_nanos;
-use crate::synth::gpu::{GpuError, GpuRenderer};
-use crate::synth::{ControlEntry, MusicParams, ScheduleFull, Synth};
+use crate::clock::unix_nanos;
+use crate::synth::gpu::GpuError;
+use crate::synth::Synth;
 
-/// A parameter change on its way to the synthesis thread.
-#[derive(Clone, Copy, Debug)]
-pub struct ControlRequest {
-    pub id: u64,
-    pub params: MusicParams,
-}
-
-/// What the synthesis thread did with a [`ControlRequest`]: where the change takes effect.
-#[derive(Clone, Copy, Debug)]
-pub struct ControlReply {
-    pub id: u64,
-    pub result: Result<ControlEntry, ScheduleFull>,
-}
-
-/// The synthesis thread's end of the control link (two lock-free rings).
-pub struct ControlInbox {
-    requests: rtrb::Consumer<ControlRequest>,
-    replies: rtrb::Producer<ControlReply>,
-}
-
-impl ControlInbox {
-    /// The next waiting change, if any. Lock-free and allocation-free.
-    pub fn pop_request(&mut self) -> Option<ControlRequest> {
-        self.requests.pop().ok()
-    }
-
-    /// Tells the control side where change `id` landed. The reply ring is as large as the request
-    /// ring and drained by the requester, so this cannot fail in practice; if it ever did, the
-    /// requester times out rather than the synthesis thread blocking.
-    pub fn reply(&mut self, id: u64, result: Result<ControlEntry, ScheduleFull>) {
-        let _ = self.replies.push(ControlReply { id, result });
-    }
-}
-
-/// The control side's end of the control link.
-pub struct ControlOutbox {
-    pub requests: rtrb::Producer<ControlRequest>,
-    pub replies: rtrb::Consumer<ControlReply>,
-}
-
-/// A control link with room for `capacity` changes in flight each way.
-///
-/// Only the synthesis thread knows exactly which position it renders next, so it alone decides
-/// where a change lands (the next bar line from there) and says so in the reply: a change can
-/// never be scheduled into audio that was already rendered.
-pub fn control_link(capacity: usize) -> (ControlOutbox, ControlInbox) {
-    let (request_tx, request_rx) = rtrb::RingBuffer::new(capacity);
-    let (reply_tx, reply_rx) = rtrb::RingBuffer::new(capacity);
-    (
-        ControlOutbox {
-            requests: request_tx,
-            replies: reply_rx,
-        },
-        ControlInbox {
-            requests: request_rx,
-            replies: reply_tx,
-        },
-    )
-}
+pub use crate::control::link::{
+    control_link, ControlInbox, ControlOutbox, ControlReply, ControlRequest, NotScheduled,
+};
 
 /// State shared between the synthesis thread and the rest of the station.
 #[derive(Debug)]
@@ -95,6 +37,9 @@ pub struct SynthesisShared {
     /// Fault injection for tests: while set, the thread renders nothing (as if it were starved).
     /// Off unless a test sets it; production code never does.
     stalled: AtomicBool,
+    /// Fault injection for tests: while set, the thread takes no control requests (as if it were
+    /// busy for that long). Off unless a test sets it; production code never does.
+    controls_held: AtomicBool,
     /// Times a render panicked and the engine was rebuilt.
     restarts: AtomicU64,
     /// Fault injection for tests: this many coming renders panic. Zero unless a test sets it.
@@ -106,8 +51,7 @@ pub struct SynthesisShared {
     injected_gpu_reason: AtomicU32,
 }
 
-/// The `reason` label values of `auralis_synthesis_fallbacks_total`.
-pub const FALLBACK_REASONS: [&str; 5] = GpuError::REASONS;
+pub use crate::labels::FALLBACK_REASONS;
 
 /// A GPU fault a test can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +86,7 @@ impl SynthesisShared {
             skipped_chunks: AtomicU64::new(0),
             overruns: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
+            controls_held: AtomicBool::new(false),
             restarts: AtomicU64::new(0),
             inject_panics: AtomicU32::new(0),
             fallbacks: Default::default(),
@@ -155,7 +100,7 @@ impl SynthesisShared {
         std::array::from_fn(|i| self.fallbacks[i].load(Ordering::Relaxed))
     }
 
-    fn count_fallback(&self, error: &GpuError) {
+    pub(crate) fn count_fallback(&self, error: &GpuError) {
         self.fallbacks[error.reason_index()].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -167,7 +112,7 @@ impl SynthesisShared {
         self.inject_gpu_faults.store(count, Ordering::Release);
     }
 
-    fn take_injected_gpu_fault(&self) -> Option<GpuError> {
+    pub(crate) fn take_injected_gpu_fault(&self) -> Option<GpuError> {
         self.inject_gpu_faults
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .ok()?;
@@ -185,7 +130,7 @@ impl SynthesisShared {
     }
 
     /// Consumes one injected panic, if any are pending.
-    fn take_injected_panic(&self) -> bool {
+    pub(crate) fn take_injected_panic(&self) -> bool {
         self.inject_panics
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok()
@@ -208,6 +153,11 @@ impl SynthesisShared {
         self.overruns.load(Ordering::Relaxed)
     }
 
+    /// Test hook: stop (or resume) taking control requests, to make them wait past their deadline.
+    pub fn hold_controls(&self, held: bool) {
+        self.controls_held.store(held, Ordering::Release);
+    }
+
     /// Test hook: stall (or resume) rendering to provoke underruns.
     pub fn set_stalled(&self, stalled: bool) {
         self.stalled.store(stalled, Ordering::Release);
@@ -216,16 +166,11 @@ impl SynthesisShared {
 
 /// A running synthesis thread: one station's on the CPU, every station's on the GPU.
 pub struct SynthesisThread {
-    stations: Vec<Arc<SynthesisShared>>,
-    handle: Option<JoinHandle<()>>,
+    pub(crate) stations: Vec<Arc<SynthesisShared>>,
+    pub(crate) handle: Option<JoinHandle<()>>,
 }
 
 impl SynthesisThread {
-    /// The (first) station's shared state.
-    pub fn shared(&self) -> &Arc<SynthesisShared> {
-        &self.stations[0]
-    }
-
     /// Every station's shared state, in the order they were given.
     pub fn stations(&self) -> &[Arc<SynthesisShared>] {
         &self.stations
@@ -274,17 +219,18 @@ pub struct StationInput {
 }
 
 /// One station's part of a synthesis loop: its engine, ring, control inbox and next position.
-struct StationWork {
-    synth: Synth,
-    producer: ChunkProducer,
+pub(crate) struct StationWork {
+    pub(crate) synth: Synth,
+    pub(crate) producer: ChunkProducer,
     controls: ControlInbox,
-    shared: Arc<SynthesisShared>,
-    settings: SynthesisSettings,
-    next: u64,
+    pub(crate) shared: Arc<SynthesisShared>,
+    pub(crate) settings: SynthesisSettings,
+    /// The position of the next chunk to render.
+    pub(crate) next: u64,
 }
 
 impl StationWork {
-    fn new(input: StationInput) -> Self {
+    pub(crate) fn new(input: StationInput) -> Self {
         let shared = Arc::new(SynthesisShared::new(input.settings.start_position));
         Self {
             synth: input.synth,
@@ -296,13 +242,13 @@ impl StationWork {
         }
     }
 
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.shared.stop.load(Ordering::Acquire) || self.producer.is_abandoned()
     }
 
     /// Catches up with the live edge and applies waiting control changes; returns a buffer to
     /// render the next chunk into when one is wanted.
-    fn prepare(&mut self) -> Option<Box<[f32]>> {
+    pub(crate) fn prepare(&mut self) -> Option<Box<[f32]>> {
         let frames = self.settings.chunk_frames as u64;
         let live = self.shared.live_position.load(Ordering::Acquire);
         if self.next < live {
@@ -313,9 +259,17 @@ impl StationWork {
             self.next += behind * frames;
         }
         // Changes land at the next bar line from the next block to render (never in the past).
-        while let Some(request) = self.controls.pop_request() {
-            let result = self.synth.schedule(request.params, self.next);
-            self.controls.reply(request.id, result);
+        if !self.shared.controls_held.load(Ordering::Acquire) {
+            while let Some(request) = self.controls.pop_request() {
+                let result = if Instant::now() > request.deadline {
+                    Err(NotScheduled::Expired)
+                } else {
+                    self.synth
+                        .schedule(request.params, self.next)
+                        .map_err(NotScheduled::from)
+                };
+                self.controls.reply(request.id, result);
+            }
         }
         let wanted = !self.shared.stalled.load(Ordering::Acquire)
             && self.producer.depth() < self.settings.target_depth;
@@ -327,18 +281,19 @@ impl StationWork {
     }
 
     /// Counts a caught panic, rebuilds the engine and keeps the buffer for the retry.
-    fn recover(&mut self, samples: Box<[f32]>) {
+    pub(crate) fn recover(&mut self, samples: Box<[f32]>) {
         self.shared.restarts.fetch_add(1, Ordering::Relaxed);
         self.synth.recover();
         self.producer.give_back(samples);
     }
 
     /// Publishes the rendered chunk; false when the ring refused it (an overrun).
-    fn publish(&mut self, samples: Box<[f32]>, render_nanos: u64) -> bool {
+    pub(crate) fn publish(&mut self, samples: Box<[f32]>, render_nanos: u64, on_gpu: bool) -> bool {
         let chunk = RenderedChunk {
             position: self.next,
             rendered_unix_ns: unix_nanos(),
             render_nanos,
+            on_gpu,
             samples,
         };
         match self.producer.push(chunk) {
@@ -384,195 +339,79 @@ pub fn spawn(
 
 fn cpu_loop(work: &mut StationWork) {
     let idle_wait = work.settings.chunk_period / 4;
-    loop {
-        if work.stopped() {
-            return;
+    while !work.stopped() {
+        match work.step() {
+            Step::Rendered => {}
+            Step::Idle | Step::Overrun => thread::park_timeout(idle_wait),
+            Step::Recovered => thread::park_timeout(work.settings.chunk_period),
         }
-        if let Some(mut samples) = work.prepare() {
-            let started = Instant::now();
-            // A panic in the engine must not take the station down: catch it, rebuild the
-            // engine from its timeline and retry after a pause. The pacer meanwhile sends
-            // flagged silence (counted as underruns) and listeners stay connected.
-            let (synth, shared, next) = (&mut work.synth, &work.shared, work.next);
-            let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
-                if shared.take_injected_panic() {
-                    panic!("injected synthesis fault");
-                }
-                synth.render(next, &mut samples)
-            }));
-            match rendered {
-                Ok(Ok(())) => {}
-                // Unreachable with buffers sized at start-up; never send garbage.
-                Ok(Err(_)) => samples.fill(0.0),
-                Err(_) => {
-                    work.recover(samples);
-                    thread::park_timeout(work.settings.chunk_period);
-                    continue;
-                }
-            }
-            let nanos = started.elapsed().as_nanos() as u64;
-            if !work.publish(samples, nanos) {
-                thread::park_timeout(idle_wait);
-            }
-            continue;
-        }
-        thread::park_timeout(idle_wait);
     }
 }
 
-/// Longest the GPU engine waits before trying the GPU again after a failure (it starts at one
-/// second and doubles).
-const GPU_RETRY_MAX: Duration = Duration::from_secs(60);
-const GPU_RETRY_FIRST: Duration = Duration::from_secs(1);
-
-/// Starts one synthesis thread for every station, rendering all blocks that are due in one GPU
-/// submission. A failed batch (device lost, validation error, readback past its deadline) is
-/// rendered on the CPU at once, counted per station in the fallback counters, and the GPU is
-/// tried again after a back-off; so a GPU fault costs no audio.
-///
-/// # Errors
-/// The OS refused to create the thread.
-pub fn spawn_gpu(
-    stations: Vec<StationInput>,
-    renderer: GpuRenderer,
-    metrics: GpuMetrics,
-) -> std::io::Result<SynthesisThread> {
-    let mut works: Vec<StationWork> = stations.into_iter().map(StationWork::new).collect();
-    let shared = works.iter().map(|w| Arc::clone(&w.shared)).collect();
-    let handle = thread::Builder::new()
-        .name("synth-gpu".to_string())
-        .spawn(move || gpu_loop(&mut works, renderer, &metrics))?;
-    Ok(SynthesisThread {
-        stations: shared,
-        handle: Some(handle),
-    })
+/// What one turn of a CPU synthesis loop did, which decides how long the thread rests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A chunk was rendered and published: look for the next one at once.
+    Rendered,
+    /// Nothing was due (the ring is at its target depth, or rendering is stalled).
+    Idle,
+    /// The ring refused the rendered chunk.
+    Overrun,
+    /// The render panicked; the engine was rebuilt and the chunk will be retried.
+    Recovered,
 }
 
-/// GPU engine metrics, recorded from the engine thread (which is not real-time safe anyway:
-/// wgpu locks and allocates inside its calls).
-pub struct GpuMetrics {
-    /// Write, dispatch and readback of one batch.
-    pub dispatch: metrics::Histogram,
-    /// Share of wall time spent in GPU batches, over the last second.
-    pub busy: metrics::Gauge,
-    pub allocated: metrics::Gauge,
+/// One station's CPU synthesis, as its thread runs it; public so the real-time contract can be
+/// checked on the very code the thread runs.
+pub struct CpuStation(StationWork);
+
+impl CpuStation {
+    pub fn new(input: StationInput) -> Self {
+        Self(StationWork::new(input))
+    }
+
+    pub fn shared(&self) -> &Arc<SynthesisShared> {
+        &self.0.shared
+    }
+
+    /// One turn of the thread's loop. Real-time safe: no allocation, lock, log or await (the
+    /// fault path of a panicking render excepted).
+    pub fn step(&mut self) -> Step {
+        self.0.step()
+    }
 }
 
-fn gpu_loop(works: &mut [StationWork], mut renderer: GpuRenderer, metrics: &GpuMetrics) {
-    let Some(first) = works.first() else { return };
-    let idle_wait = first.settings.chunk_period / 4;
-    let frames = first.settings.chunk_frames;
-    metrics.allocated.set(renderer.allocated_bytes() as f64);
-    // Both reused every turn: the stations due, then those whose block was composed.
-    let mut due: Vec<(usize, Box<[f32]>)> = Vec::with_capacity(works.len());
-    let mut composed: Vec<(usize, Box<[f32]>)> = Vec::with_capacity(works.len());
-    let mut retry_at: Option<Instant> = None;
-    let mut last_error = GpuError::DeviceLost(String::new());
-    let mut retry_wait = GPU_RETRY_FIRST;
-    let mut busy_since = Instant::now();
-    let mut busy = Duration::ZERO;
-    loop {
-        if works.iter().all(StationWork::stopped) {
-            return;
-        }
-        due.clear();
-        for (i, work) in works.iter_mut().enumerate() {
-            if work.stopped() {
-                continue;
-            }
-            if let Some(samples) = work.prepare() {
-                due.push((i, samples));
-            }
-        }
-        if due.is_empty() {
-            thread::park_timeout(idle_wait);
-            continue;
-        }
-        let started = Instant::now();
-        // Compose on the CPU (cheap); a panic here is a station's engine bug, handled as on
-        // the CPU path.
-        for (i, samples) in due.drain(..) {
-            let work = &mut works[i];
-            let (synth, shared, next) = (&mut work.synth, &work.shared, work.next);
-            let ok = panic::catch_unwind(AssertUnwindSafe(|| {
-                if shared.take_injected_panic() {
-                    panic!("injected synthesis fault");
-                }
-                synth.compose(next, frames as u32);
-            }))
-            .is_ok();
-            if ok {
-                composed.push((i, samples));
-            } else {
-                work.recover(samples);
-            }
-        }
-        let gpu_ready = retry_at.is_none_or(|at| started >= at);
-        let result = if !gpu_ready {
-            Err(None)
-        } else if let Some(fault) = composed
-            .iter()
-            .find_map(|(i, _)| works[*i].shared.take_injected_gpu_fault())
-        {
-            Err(Some(fault))
-        } else if renderer.is_lost() {
-            // A lost device stays lost: replace it (on this fault path only; it takes a while,
-            // and the blocks due now are rendered on the CPU meanwhile).
-            match renderer.rebuild() {
-                Ok(()) => {
-                    metrics.allocated.set(renderer.allocated_bytes() as f64);
-                    Err(Some(GpuError::DeviceLost("device replaced".into())))
-                }
-                Err(error) => Err(Some(error)),
-            }
-        } else {
-            let tables: Vec<&crate::synth::VoiceTable> = composed
-                .iter()
-                .map(|(i, _)| works[*i].synth.table())
-                .collect();
-            let mut outs: Vec<&mut [f32]> = composed.iter_mut().map(|(_, s)| &mut s[..]).collect();
-            let batch = Instant::now();
-            let rendered = renderer.render(&tables, &mut outs);
-            metrics.dispatch.record(batch.elapsed().as_secs_f64());
-            rendered.map_err(Some)
+impl StationWork {
+    /// One turn of the CPU loop: catch up, take control changes, render one chunk if one is due.
+    fn step(&mut self) -> Step {
+        let Some(mut samples) = self.prepare() else {
+            return Step::Idle;
         };
-        match result {
-            Ok(()) => {
-                retry_at = None;
-                retry_wait = GPU_RETRY_FIRST;
+        let started = Instant::now();
+        // A panic in the engine must not take the station down: catch it, rebuild the engine
+        // from its timeline and retry after a pause. The pacer meanwhile sends flagged silence
+        // (counted as underruns) and listeners stay connected.
+        let (synth, shared, next) = (&mut self.synth, &self.shared, self.next);
+        let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
+            if shared.take_injected_panic() {
+                panic!("injected synthesis fault");
             }
-            Err(error) => {
-                if let Some(error) = error {
-                    retry_at = Some(Instant::now() + retry_wait);
-                    retry_wait = (retry_wait * 2).min(GPU_RETRY_MAX);
-                    last_error = error;
-                }
-                // Blocks rendered while backing off are fallbacks for the same reason.
-                for (i, _) in &composed {
-                    works[*i].shared.count_fallback(&last_error);
-                }
-                for (i, samples) in &mut composed {
-                    if works[*i].synth.render_composed(samples).is_err() {
-                        samples.fill(0.0);
-                    }
-                }
+            synth.render(next, &mut samples)
+        }));
+        match rendered {
+            Ok(Ok(())) => {}
+            // Unreachable with buffers sized at start-up; never send garbage.
+            Ok(Err(_)) => samples.fill(0.0),
+            Err(_) => {
+                self.recover(samples);
+                return Step::Recovered;
             }
         }
-        let elapsed = started.elapsed();
-        busy += elapsed;
-        let nanos = elapsed.as_nanos() as u64;
-        let mut refused = false;
-        for (i, samples) in composed.drain(..) {
-            refused |= !works[i].publish(samples, nanos);
-        }
-        let window = busy_since.elapsed();
-        if window >= Duration::from_secs(1) {
-            metrics.busy.set(busy.as_secs_f64() / window.as_secs_f64());
-            busy = Duration::ZERO;
-            busy_since = Instant::now();
-        }
-        if refused {
-            thread::park_timeout(idle_wait);
+        let nanos = started.elapsed().as_nanos() as u64;
+        if self.publish(samples, nanos, false) {
+            Step::Rendered
+        } else {
+            Step::Overrun
         }
     }
 }

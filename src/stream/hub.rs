@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -16,6 +17,9 @@ use super::protocol::StreamFormat;
 use crate::synth::Backend;
 use crate::telemetry::live::LiveStats;
 use crate::telemetry::metrics::StationMetrics;
+
+/// Chunk periods without a release after which a station no longer counts as ready.
+pub const STALE_RELEASE_CHUNKS: u32 = 10;
 
 /// One encoded chunk, as released by the pacer.
 #[derive(Clone, Debug)]
@@ -41,6 +45,8 @@ pub struct StationStats {
     pub last_position: AtomicU64,
     /// Set once the pacer released its first chunk.
     pub live: AtomicBool,
+    /// When the pacer last released a chunk, as ns since the hub was created (monotonic).
+    pub last_release_nanos: AtomicU64,
     /// Totals for the live dashboard (the Prometheus counters cannot be read back).
     pub chunks_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
@@ -63,6 +69,8 @@ pub struct StationHub {
     /// Fault injection for tests: delay the next release by this many ms (once). Zero unless a
     /// test sets it; production code never does.
     delay_next_release_ms: AtomicU64,
+    /// The origin of `stats.last_release_nanos`.
+    created: Instant,
     sender: broadcast::Sender<Frame>,
     latest: Mutex<Option<Frame>>,
 }
@@ -91,6 +99,7 @@ impl StationHub {
             stats: StationStats::default(),
             live: LiveStats::default(),
             delay_next_release_ms: AtomicU64::new(0),
+            created: Instant::now(),
             sender,
             latest: Mutex::new(None),
         }
@@ -105,6 +114,10 @@ impl StationHub {
             .last_position
             .store(frame.position, Ordering::Relaxed);
         self.stats.chunks_published.fetch_add(1, Ordering::Relaxed);
+        let released = frame.popped_at.saturating_duration_since(self.created);
+        self.stats
+            .last_release_nanos
+            .store(released.as_nanos() as u64, Ordering::Relaxed);
         self.stats.live.store(true, Ordering::Release);
         if let Ok(mut latest) = self.latest.lock() {
             *latest = Some(frame.clone());
@@ -156,5 +169,18 @@ impl StationHub {
 
     pub fn is_live(&self) -> bool {
         self.stats.live.load(Ordering::Acquire)
+    }
+
+    /// True when the pacer has released a chunk within the last [`STALE_RELEASE_CHUNKS`] periods:
+    /// what readiness follows, so a pacer that died or hangs takes the station out of rotation.
+    pub fn is_releasing(&self, now: Instant) -> bool {
+        if !self.is_live() {
+            return false;
+        }
+        let last = Duration::from_nanos(self.stats.last_release_nanos.load(Ordering::Relaxed));
+        let age = now
+            .saturating_duration_since(self.created)
+            .saturating_sub(last);
+        age <= Duration::from_millis(u64::from(self.chunk_ms)) * STALE_RELEASE_CHUNKS
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod hub;
 pub mod protocol;
+pub mod reports;
 pub mod ws;

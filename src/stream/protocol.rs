@@ -6,6 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::control::ControlAck;
+pub use crate::labels::ErrorCode;
 
 /// Protocol version carried in every audio frame and in `welcome`.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -291,65 +292,6 @@ impl ServerMessage {
         serde_json::to_string(self).unwrap_or_else(|_| {
             r#"{"type":"error","code":"internal","message":"serialisation failed"}"#.to_string()
         })
-    }
-}
-
-/// Machine-readable reasons in `error` messages; also the `reason` label of the client-error counter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// Not JSON, or not a JSON object with a string `type`.
-    MalformedJson,
-    /// A `type` the server does not know.
-    UnknownType,
-    /// Known `type`, but missing, extra or wrongly typed fields, or values out of range.
-    InvalidMessage,
-    /// Binary messages from clients are not part of the protocol.
-    BinaryNotAccepted,
-    /// The client speaks a protocol version this server does not.
-    UnsupportedProtocol,
-    /// The request is valid but this server does not offer it.
-    NotSupported,
-    /// A `control` message with an unknown, mistyped or out-of-range parameter (see `field`).
-    InvalidControl,
-    /// Control without the required token, or from the network without a token configured.
-    Unauthorized,
-    /// Too many control messages on this connection.
-    RateLimited,
-    /// The station cannot take a change right now.
-    Unavailable,
-    Internal,
-}
-
-impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
-        ErrorCode::MalformedJson,
-        ErrorCode::UnknownType,
-        ErrorCode::InvalidMessage,
-        ErrorCode::BinaryNotAccepted,
-        ErrorCode::UnsupportedProtocol,
-        ErrorCode::NotSupported,
-        ErrorCode::InvalidControl,
-        ErrorCode::Unauthorized,
-        ErrorCode::RateLimited,
-        ErrorCode::Unavailable,
-        ErrorCode::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedJson => "malformed_json",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::InvalidMessage => "invalid_message",
-            ErrorCode::BinaryNotAccepted => "binary_not_accepted",
-            ErrorCode::UnsupportedProtocol => "unsupported_protocol",
-            ErrorCode::NotSupported => "not_supported",
-            ErrorCode::InvalidControl => "invalid_control",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
     }
 }
 

@@ -20,9 +20,10 @@ use super::protocol::{
     parse_client_message, with_flags, ClientMessage, ErrorCode, ServerMessage, FLAG_DISCONTINUITY,
     PROTOCOL_VERSION,
 };
+use super::reports::{ClaimedReport, ReportBounds};
+use crate::clock::unix_nanos;
 use crate::control::{ControlAccess, StationControl, TokenBucket};
-use crate::pipeline::unix_nanos;
-use crate::server::stopped;
+use crate::shutdown::stopped;
 use crate::telemetry::metrics::DisconnectReason;
 
 /// WebSocket close codes the server uses (RFC 6455, section 7.4.1).
@@ -38,6 +39,9 @@ pub mod close_code {
     /// A message exceeded the size limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
 }
+
+/// The `warning` code for a `stats` report with figures this connection could not have observed.
+pub const STATS_REFUSED_WARNING: &str = "stats_refused";
 
 /// Limits that apply to every listener.
 #[derive(Clone, Copy, Debug)]
@@ -244,7 +248,10 @@ where
                     return why;
                 }
                 // The reader ended: the client closed or vanished.
-                None => return DisconnectReason::ClientClosed,
+                None => {
+                    answer_close(&mut sink).await;
+                    return DisconnectReason::ClientClosed;
+                }
             },
             _ = pings.tick() => {
                 if activity.idle_for() >= settings.idle_timeout {
@@ -412,6 +419,16 @@ where
     .await;
 }
 
+/// Completes a close the client started: the WebSocket layer queued the echo of its close frame
+/// when the reader saw it (RFC 6455, section 5.5.1); closing the sink writes it out. Best effort:
+/// a client that vanished without a close frame gets nothing.
+async fn answer_close<S>(sink: &mut S)
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let _ = timeout(Duration::from_secs(1), sink.close()).await;
+}
+
 /// Reads client messages until the client closes, answering through the writer.
 async fn read_loop<R>(
     mut stream: R,
@@ -421,7 +438,10 @@ async fn read_loop<R>(
 ) where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let mut reported_underruns: Option<u64> = None;
+    let hub = &session.station;
+    let chunk_period = Duration::from_millis(u64::from(hub.chunk_ms));
+    let render_ahead = chunk_period * hub.ring_capacity_chunks as u32;
+    let mut reports = ReportBounds::new(session.requested_at, chunk_period, render_ahead);
     let mut control_bucket = TokenBucket::for_control();
     // Clients report about once a second; a burst allows for a reconnect or a busy tab catching up.
     let mut stats_bucket = TokenBucket::new(5, 2.0);
@@ -429,7 +449,7 @@ async fn read_loop<R>(
         activity.touch();
         let reply = match message {
             Ok(Message::Text(text)) => {
-                match handle_text(&text, &session, &mut reported_underruns, &mut stats_bucket) {
+                match handle_text(&text, &session, &mut reports, &mut stats_bucket) {
                     Reply::None => continue,
                     Reply::Send(message) => vec![Outgoing::Text(message.to_json())],
                     Reply::Control(body) => {
@@ -498,7 +518,7 @@ fn reject(session: &Session, code: ErrorCode, message: impl Into<String>) -> Ser
 fn handle_text(
     text: &str,
     session: &Session,
-    reported_underruns: &mut Option<u64>,
+    reports: &mut ReportBounds,
     stats_bucket: &mut TokenBucket,
 ) -> Reply {
     let message = match parse_client_message(text) {
@@ -538,20 +558,36 @@ fn handle_text(
                     "too many stats reports; send one about every second",
                 ));
             }
-            metrics.client_reports.increment(1);
-            metrics.client_buffer.record(buffer_ms / 1000.0);
-            if let Some(latency) = latency_ms {
-                metrics.client_latency.record(latency / 1000.0);
-                session.station.live.client_latency.record(latency / 1000.0);
-            }
-            // Reports are cumulative; count only what is new (a smaller number means a reset).
-            let new = match *reported_underruns {
-                Some(previous) if underruns >= previous => underruns - previous,
-                _ => underruns,
+            let claimed = ClaimedReport {
+                buffer_ms,
+                underruns,
+                latency_ms,
             };
-            metrics.client_underruns.increment(new);
-            *reported_underruns = Some(underruns);
-            Reply::None
+            let accepted = reports.check(Instant::now(), claimed);
+            metrics.client_reports.increment(1);
+            metrics.client_underruns.increment(accepted.new_underruns);
+            if let Some(buffer) = accepted.buffer_seconds {
+                metrics.client_buffer.record(buffer);
+            }
+            if let Some(latency) = accepted.latency_seconds {
+                metrics.client_latency.record(latency);
+                session.station.live.client_latency.record(latency);
+            }
+            let mut refused = accepted.refused_fields().peekable();
+            if refused.peek().is_none() {
+                return Reply::None;
+            }
+            let names: Vec<&str> = refused
+                .inspect(|field| metrics.client_report_refused(*field).increment(1))
+                .map(|field| field.as_str())
+                .collect();
+            Reply::Send(ServerMessage::Warning {
+                code: STATS_REFUSED_WARNING.to_string(),
+                message: format!(
+                    "stats fields not recorded: {} (more than this connection could have observed)",
+                    names.join(", ")
+                ),
+            })
         }
         ClientMessage::Control(body) => Reply::Control(body),
     }

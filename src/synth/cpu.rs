@@ -5,7 +5,7 @@
 //! stream is as clean as at the start. The renderer owns its scratch buffers; `render` never
 //! allocates, locks or blocks.
 
-use super::score::mix64;
+use super::hash::mix64;
 use super::voice::{Voice, VoiceKind, VoiceTable};
 
 /// Output channels (interleaved stereo).

@@ -5,7 +5,7 @@
 //! bind-group layout, storage and staging buffers sized for `max_stations` blocks of
 //! `max_frames`); each call only writes the inputs, dispatches, copies and maps the result back.
 //! The shader (`shaders/render.wgsl`) computes what the CPU reference renderer computes; tests
-//! hold the two within 1e-4.
+//! hold the two within 1e-5.
 //!
 //! wgpu locks and may allocate inside its calls, so a GPU render is not real-time safe the way
 //! the CPU renderer is: the ring's render-ahead absorbs that, and a readback slower than its
@@ -18,6 +18,7 @@ use bytemuck::{Pod, Zeroable};
 use serde::Serialize;
 use wgpu::util::DeviceExt;
 
+use super::batch::{BatchRenderer, Rebuild};
 use super::cpu::{fract, CHANNELS};
 use super::voice::{VoiceKind, VoiceTable, MAX_VOICES};
 
@@ -56,13 +57,7 @@ pub enum GpuError {
 
 impl GpuError {
     /// Every `reason` label value, indexed by [`reason_index`](Self::reason_index).
-    pub const REASONS: [&'static str; 5] = [
-        "no_adapter",
-        "device_lost",
-        "validation",
-        "timeout",
-        "unsupported",
-    ];
+    pub const REASONS: [&'static str; 5] = crate::labels::FALLBACK_REASONS;
 
     /// This error's place in [`REASONS`](Self::REASONS).
     pub fn reason_index(&self) -> usize {
@@ -453,7 +448,11 @@ impl GpuRenderer {
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Validation(error.to_string()));
         }
-        let allocated_bytes = blocks.size() + voices.size() + output.size() + staging.size();
+        // Every buffer this renderer holds (segments is the largest: a slot per voice segment).
+        let allocated_bytes = [&blocks, &voices, &output, &staging, &segments, &params]
+            .iter()
+            .map(|b| b.size())
+            .sum();
         Ok(Self {
             device,
             queue,
@@ -493,14 +492,18 @@ impl GpuRenderer {
     /// # Errors
     /// As [`GpuContext::acquire`] and [`GpuRenderer::new`]; the old renderer stays in place.
     pub fn rebuild(&mut self) -> Result<(), GpuError> {
-        let context = GpuContext::acquire(self.policy)?;
-        *self = Self::new(
-            context,
-            self.max_stations,
-            self.max_frames,
-            self.readback_timeout,
-        )?;
+        *self = (self.replacement())()?;
         Ok(())
+    }
+
+    /// Builds a renderer like this one on a newly opened device (callable from another thread).
+    fn replacement(&self) -> impl Fn() -> Result<Self, GpuError> + Send + Sync + 'static {
+        let (policy, max_stations, max_frames) = (self.policy, self.max_stations, self.max_frames);
+        let timeout = self.readback_timeout;
+        move || {
+            let context = GpuContext::acquire(policy)?;
+            Self::new(context, max_stations, max_frames, timeout)
+        }
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
@@ -510,10 +513,6 @@ impl GpuRenderer {
     /// Bytes of GPU memory this renderer allocated (storage and staging buffers).
     pub fn allocated_bytes(&self) -> u64 {
         self.allocated_bytes
-    }
-
-    pub fn max_stations(&self) -> usize {
-        self.max_stations
     }
 
     /// Renders every table into its output slice (interleaved stereo, `frames * 2` samples each)
@@ -526,6 +525,19 @@ impl GpuRenderer {
         &mut self,
         tables: &[&VoiceTable],
         outs: &mut [&mut [f32]],
+    ) -> Result<(), GpuError> {
+        self.render_within(tables, outs, self.readback_timeout)
+    }
+
+    /// [`render`](Self::render), waiting at most `deadline` for the readback.
+    ///
+    /// # Errors
+    /// As [`render`](Self::render).
+    pub fn render_within(
+        &mut self,
+        tables: &[&VoiceTable],
+        outs: &mut [&mut [f32]],
+        deadline: Duration,
     ) -> Result<(), GpuError> {
         if let Some(message) = self.lost.lock().ok().and_then(|l| l.clone()) {
             return Err(GpuError::DeviceLost(message));
@@ -617,17 +629,17 @@ impl GpuRenderer {
             .device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(submission),
-                timeout: Some(self.readback_timeout),
+                timeout: Some(deadline),
             })
             .map_err(|e| match e {
-                wgpu::PollError::Timeout => GpuError::Timeout(self.readback_timeout),
+                wgpu::PollError::Timeout => GpuError::Timeout(deadline),
                 other => GpuError::DeviceLost(other.to_string()),
             });
-        let remaining = self.readback_timeout.saturating_sub(started.elapsed());
+        let remaining = deadline.saturating_sub(started.elapsed());
         let mapped = polled.and_then(|_| match mapped_rx.recv_timeout(remaining) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(GpuError::DeviceLost(e.to_string())),
-            Err(_) => Err(GpuError::Timeout(self.readback_timeout)),
+            Err(_) => Err(GpuError::Timeout(deadline)),
         });
         if let Err(error) = mapped {
             // Abort the pending map so the next batch can map the staging buffer again; the
@@ -652,6 +664,36 @@ impl GpuRenderer {
             readback: started.elapsed(),
         };
         Ok(())
+    }
+}
+
+impl BatchRenderer for GpuRenderer {
+    fn render(
+        &mut self,
+        tables: &[&VoiceTable],
+        outs: &mut [&mut [f32]],
+        deadline: Duration,
+    ) -> Result<(), GpuError> {
+        self.render_within(tables, outs, deadline)
+    }
+
+    fn is_lost(&self) -> bool {
+        GpuRenderer::is_lost(self)
+    }
+
+    fn adapter(&self) -> &AdapterSummary {
+        GpuRenderer::adapter(self)
+    }
+
+    fn allocated_bytes(&self) -> u64 {
+        GpuRenderer::allocated_bytes(self)
+    }
+
+    fn rebuilder(&self) -> Rebuild {
+        let build = self.replacement();
+        std::sync::Arc::new(move || {
+            build().map(|renderer| Box::new(renderer) as Box<dyn BatchRenderer>)
+        })
     }
 }
 

@@ -4,19 +4,32 @@
 //! [`Synth`] ties one station's timeline to a renderer and is what the synthesis thread, the offline
 //! `render` command and the benches all call, so they produce the same samples by construction.
 
+pub mod batch;
 pub mod cpu;
 pub mod gpu;
+pub mod hash;
 pub mod params;
 pub mod score;
 pub mod timeline;
 pub mod voice;
 
-use crate::config::BackendChoice;
 pub use cpu::{CpuRenderer, RenderError, CHANNELS};
 pub use params::{MusicParams, ParamChange, Preset};
 pub use score::Score;
 pub use timeline::{ControlEntry, ScheduleFull, Timeline};
 pub use voice::{Voice, VoiceKind, VoiceTable};
+
+/// Which renderer to use (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The best available: the GPU when one can be used, else the CPU reference renderer.
+    #[default]
+    Auto,
+    /// The wgpu compute renderer; an error when it cannot be used.
+    Gpu,
+    /// The CPU reference renderer.
+    Cpu,
+}
 
 /// The renderer a station actually uses, after resolving `--backend`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +82,9 @@ pub fn select_backend(choice: BackendChoice) -> Result<SelectedBackend, BackendE
     };
     match choice {
         BackendChoice::Cpu => Ok(cpu(None)),
+        BackendChoice::Auto if !hardware_gpu_present() => Ok(cpu(Some(gpu::GpuError::NoAdapter(
+            "no GPU device node (/dev/dri/renderD*, /dev/nvidia*)".into(),
+        )))),
         BackendChoice::Auto => match gpu::GpuContext::acquire(gpu::AdapterPolicy::HardwareOnly) {
             Ok(context) => Ok(gpu(context)),
             Err(e) => Ok(cpu(Some(e))),
@@ -77,6 +93,24 @@ pub fn select_backend(choice: BackendChoice) -> Result<SelectedBackend, BackendE
             .map(gpu)
             .map_err(BackendError::GpuUnavailable),
     }
+}
+
+/// Whether the machine shows a hardware GPU to user space. `auto` asks before it loads Vulkan at
+/// all: without one, only a software driver could answer (which `auto` refuses anyway), and
+/// loading the drivers costs memory and can print driver noise (e.g. `XDG_RUNTIME_DIR is invalid
+/// or not set`) to a user who never asked for the GPU. Off Linux the probe always runs.
+fn hardware_gpu_present() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let has_entry = |dir: &str, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+    };
+    has_entry("/dev/dri", "renderD") || has_entry("/dev", "nvidia")
 }
 
 /// One station's synthesis: timeline, voice table and renderer, all allocated up front.

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::score::hash;
+use super::hash::hash;
 
 /// Lowest and highest tempo a station accepts.
 pub const BPM_RANGE: (f64, f64) = (40.0, 200.0);

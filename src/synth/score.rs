@@ -12,6 +12,7 @@
 
 use std::ops::Range;
 
+use super::hash::hash;
 use super::params::MusicParams;
 use super::voice::{MixSettings, Voice, VoiceKind, VoiceTable};
 
@@ -646,19 +647,6 @@ fn unit_draw(h: u64) -> f64 {
 fn pan_gains(pan: f32, level: f32) -> (f32, f32) {
     let angle = (pan.clamp(-1.0, 1.0) + 1.0) * std::f32::consts::FRAC_PI_4;
     (angle.cos() * level, angle.sin() * level)
-}
-
-/// SplitMix64 finaliser: a fast, well-mixed 64-bit hash.
-pub fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Hash of a seed and two indices: the source of every "random" musical decision.
-pub fn hash(seed: u64, a: u64, b: u64) -> u64 {
-    mix64(seed ^ mix64(a ^ mix64(b)))
 }
 
 #[cfg(test)]

@@ -148,12 +148,6 @@ impl Timeline {
         }
     }
 
-    /// The segment in effect at `position`.
-    pub fn at(&self, position: u64) -> &Score {
-        let after = self.segments.partition_point(|s| s.origin() <= position);
-        &self.segments[after.saturating_sub(1)]
-    }
-
     /// The log this timeline replays (entries still held).
     pub fn log(&self) -> impl Iterator<Item = ControlEntry> + '_ {
         self.segments.iter().map(|s| ControlEntry {

@@ -29,7 +29,7 @@ pub enum VoiceKind {
 ///
 /// All times are in frames. `onset` is relative to the block's first frame, so it is negative for a
 /// note that began in an earlier block; the renderer derives every per-sample quantity from the
-/// integer age `k - onset`, which keeps long streams exact (see "Precision" in DESIGN.md).
+/// integer age `k - onset`, which keeps long streams exact (see "Precision" in shaders/README.md).
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct Voice {
     pub kind: VoiceKind,

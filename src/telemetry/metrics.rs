@@ -12,7 +12,8 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::stream::protocol::ErrorCode;
+pub use crate::labels::{ControlResult, DisconnectReason};
+use crate::labels::{ErrorCode, Rejection, ReportField, FALLBACK_REASONS};
 
 pub const SYNTHESIS_DURATION: &str = "auralis_synthesis_duration_seconds";
 pub const SYNTHESIS_REALTIME_FACTOR: &str = "auralis_synthesis_realtime_factor";
@@ -40,6 +41,7 @@ pub const CLIENT_LATENCY: &str = "auralis_client_latency_seconds";
 pub const CLIENT_BUFFER: &str = "auralis_client_buffer_seconds";
 pub const CLIENT_UNDERRUNS: &str = "auralis_client_underruns_total";
 pub const CLIENT_REPORTS: &str = "auralis_client_reports_total";
+pub const CLIENT_REPORTS_REFUSED: &str = "auralis_client_reports_refused_total";
 pub const BUILD_INFO: &str = "auralis_build_info";
 pub const CONTROL_REQUESTS: &str = "auralis_control_requests_total";
 pub const SYSTEM_CPU: &str = "auralis_system_cpu_usage_ratio";
@@ -54,7 +56,7 @@ pub const GPU_INFO: &str = "auralis_gpu_info";
 
 /// The metrics `/metrics` always shows (with HELP text), for docs and tests. The `auralis_gpu_*`
 /// series appear only when the GPU renders.
-pub const ALL: [&str; 34] = [
+pub const ALL: [&str; 35] = [
     SYNTHESIS_DURATION,
     SYNTHESIS_REALTIME_FACTOR,
     SYNTHESIS_SKIPPED,
@@ -80,6 +82,7 @@ pub const ALL: [&str; 34] = [
     CLIENT_BUFFER,
     CLIENT_UNDERRUNS,
     CLIENT_REPORTS,
+    CLIENT_REPORTS_REFUSED,
     BUILD_INFO,
     CONTROL_REQUESTS,
     SYSTEM_CPU,
@@ -108,61 +111,6 @@ const CLIENT_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.
 const DURATION_BUCKETS: &[f64] = &[
     1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14_400.0, 86_400.0,
 ];
-
-/// Why a listener's connection ended: the `reason` label of `auralis_ws_disconnections_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The client closed the connection or went away.
-    ClientClosed,
-    /// The server is shutting down.
-    ServerShutdown,
-    /// A write to the socket failed.
-    SendError,
-    /// A single write did not complete within the send timeout: the client stopped reading.
-    SendTimeout,
-    /// The client sent a message larger than the limit.
-    MessageTooBig,
-    /// The client broke the WebSocket protocol.
-    ProtocolError,
-    /// The client asked for a protocol version the server does not speak.
-    UnsupportedProtocol,
-    /// A text message was not valid UTF-8.
-    InvalidUtf8,
-    /// No message (not even a pong to the server's pings) within the idle timeout.
-    IdleTimeout,
-    /// The listener fell behind the live edge too often: it cannot keep up.
-    PersistentLag,
-}
-
-impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 10] = [
-        DisconnectReason::ClientClosed,
-        DisconnectReason::ServerShutdown,
-        DisconnectReason::SendError,
-        DisconnectReason::SendTimeout,
-        DisconnectReason::MessageTooBig,
-        DisconnectReason::ProtocolError,
-        DisconnectReason::UnsupportedProtocol,
-        DisconnectReason::InvalidUtf8,
-        DisconnectReason::IdleTimeout,
-        DisconnectReason::PersistentLag,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DisconnectReason::ClientClosed => "client_closed",
-            DisconnectReason::ServerShutdown => "server_shutdown",
-            DisconnectReason::SendError => "send_error",
-            DisconnectReason::SendTimeout => "send_timeout",
-            DisconnectReason::MessageTooBig => "message_too_big",
-            DisconnectReason::ProtocolError => "protocol_error",
-            DisconnectReason::UnsupportedProtocol => "unsupported_protocol",
-            DisconnectReason::InvalidUtf8 => "invalid_utf8",
-            DisconnectReason::IdleTimeout => "idle_timeout",
-            DisconnectReason::PersistentLag => "persistent_lag",
-        }
-    }
-}
 
 /// Installed once per process (tests start many servers in one process). Concurrent callers wait
 /// for the first installation and share its outcome.
@@ -240,7 +188,7 @@ fn describe_all() {
     describe_histogram!(
         SYNTHESIS_DURATION,
         Unit::Seconds,
-        "Time to compose and render one chunk on the synthesis thread."
+        "Time to render one chunk, by the backend that rendered it: backend=\"cpu\" one CPU render (a GPU station's fallback blocks included), backend=\"gpu\" the GPU batch that rendered it, from composing to readback."
     );
     describe_gauge!(
         SYNTHESIS_REALTIME_FACTOR,
@@ -334,6 +282,10 @@ fn describe_all() {
     );
     describe_counter!(CLIENT_UNDERRUNS, "Playback underruns reported by clients.");
     describe_counter!(CLIENT_REPORTS, "Client stats reports accepted.");
+    describe_counter!(
+        CLIENT_REPORTS_REFUSED,
+        "Client-reported figures refused because the connection could not have observed them (more underruns than chunks it was sent, a buffer or latency beyond its age), by field."
+    );
     describe_gauge!(BUILD_INFO, "Build information; the value is always 1.");
     describe_gauge!(
         SYSTEM_CPU,
@@ -379,15 +331,43 @@ fn describe_all() {
     );
 }
 
-/// The GPU engine's series; created only when the GPU renders.
-pub fn gpu_metrics(
-    adapter: &crate::synth::gpu::AdapterSummary,
-) -> crate::pipeline::synthesis::GpuMetrics {
-    gauge!(GPU_INFO, "adapter" => adapter.name.clone(), "backend" => adapter.backend.clone(), "device_type" => adapter.device_type.clone()).set(1.0);
-    crate::pipeline::synthesis::GpuMetrics {
-        dispatch: histogram!(GPU_DISPATCH),
-        busy: gauge!(GPU_BUSY),
-        allocated: gauge!(GPU_ALLOCATED),
+/// GPU engine metrics, recorded from the engine thread (which is not real-time safe anyway:
+/// wgpu locks and allocates inside its calls).
+pub struct GpuMetrics {
+    /// Write, dispatch and readback of one batch.
+    pub dispatch: Histogram,
+    /// Share of wall time spent in GPU batches, over the last second.
+    pub busy: Gauge,
+    pub allocated: Gauge,
+    info: Option<Gauge>,
+}
+
+impl GpuMetrics {
+    /// The GPU engine's series; created only when the GPU renders.
+    pub fn new() -> Self {
+        Self {
+            dispatch: histogram!(GPU_DISPATCH),
+            busy: gauge!(GPU_BUSY),
+            allocated: gauge!(GPU_ALLOCATED),
+            info: None,
+        }
+    }
+
+    /// Names the adapter in use in `auralis_gpu_info` (again after a lost device was replaced:
+    /// the new one may differ). The previous adapter's series drops to 0.
+    pub fn set_adapter(&mut self, name: &str, backend: &str, device_type: &str) {
+        if let Some(previous) = self.info.take() {
+            previous.set(0.0);
+        }
+        let info = gauge!(GPU_INFO, "adapter" => name.to_string(), "backend" => backend.to_string(), "device_type" => device_type.to_string());
+        info.set(1.0);
+        self.info = Some(info);
+    }
+}
+
+impl Default for GpuMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -396,12 +376,12 @@ pub fn gpu_metrics(
 pub struct EdgeMetrics {
     pub connections: Gauge,
     pub header_timeouts: Counter,
-    rejections: [Counter; crate::edge::Rejection::ALL.len()],
+    rejections: [Counter; Rejection::ALL.len()],
 }
 
 impl EdgeMetrics {
     pub fn new() -> Self {
-        let rejections = crate::edge::Rejection::ALL.map(|reason| {
+        let rejections = Rejection::ALL.map(|reason| {
             let counter = counter!(WS_REJECTIONS, "reason" => reason.as_str());
             counter.increment(0);
             counter
@@ -416,7 +396,7 @@ impl EdgeMetrics {
         metrics
     }
 
-    pub fn rejected(&self, reason: crate::edge::Rejection) -> &Counter {
+    pub fn rejected(&self, reason: Rejection) -> &Counter {
         &self.rejections[reason as usize]
     }
 }
@@ -424,36 +404,6 @@ impl EdgeMetrics {
 impl Default for EdgeMetrics {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// The outcome of a music control request (the `result` label).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ControlResult {
-    Applied,
-    Invalid,
-    Unauthorized,
-    RateLimited,
-    Unavailable,
-}
-
-impl ControlResult {
-    pub const ALL: [ControlResult; 5] = [
-        ControlResult::Applied,
-        ControlResult::Invalid,
-        ControlResult::Unauthorized,
-        ControlResult::RateLimited,
-        ControlResult::Unavailable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ControlResult::Applied => "applied",
-            ControlResult::Invalid => "invalid",
-            ControlResult::Unauthorized => "unauthorized",
-            ControlResult::RateLimited => "rate_limited",
-            ControlResult::Unavailable => "unavailable",
-        }
     }
 }
 
@@ -481,12 +431,16 @@ impl ControlMetrics {
 /// Handles for one station's series, created once so hot paths only touch atomics.
 #[derive(Clone)]
 pub struct StationMetrics {
+    /// Blocks rendered by the station's own backend: one CPU render, or the GPU batch (compose to
+    /// readback) that rendered the block.
     pub synthesis_duration: Histogram,
+    /// A GPU station's fallback blocks, each one CPU render (`backend="cpu"`); `None` on the CPU.
+    pub fallback_synthesis_duration: Option<Histogram>,
     pub realtime_factor: Gauge,
     pub synthesis_skipped: Counter,
     pub synthesis_restarts: Counter,
     /// Blocks rendered on the CPU because the GPU failed, by `FALLBACK_REASONS` index.
-    pub fallbacks: [Counter; crate::pipeline::synthesis::FALLBACK_REASONS.len()],
+    pub fallbacks: [Counter; FALLBACK_REASONS.len()],
     pub ring_depth: Gauge,
     pub ring_utilization: Gauge,
     pub underruns: Counter,
@@ -507,6 +461,7 @@ pub struct StationMetrics {
     pub client_buffer: Histogram,
     pub client_underruns: Counter,
     pub client_reports: Counter,
+    client_reports_refused: [Counter; ReportField::ALL.len()],
     disconnections: [Counter; DisconnectReason::ALL.len()],
     client_errors: [Counter; ErrorCode::ALL.len()],
 }
@@ -521,12 +476,18 @@ impl StationMetrics {
         let client_errors = ErrorCode::ALL.map(
             |code| counter!(WS_CLIENT_ERRORS, "station" => s.clone(), "reason" => code.as_str()),
         );
+        let client_reports_refused = ReportField::ALL.map(
+            |field| counter!(CLIENT_REPORTS_REFUSED, "station" => s.clone(), "field" => field.as_str()),
+        );
         let metrics = Self {
             synthesis_duration: histogram!(SYNTHESIS_DURATION, "station" => s.clone(), "backend" => backend),
+            fallback_synthesis_duration: (backend != "cpu").then(
+                || histogram!(SYNTHESIS_DURATION, "station" => s.clone(), "backend" => "cpu"),
+            ),
             realtime_factor: gauge!(SYNTHESIS_REALTIME_FACTOR, "station" => s.clone(), "backend" => backend),
             synthesis_skipped: counter!(SYNTHESIS_SKIPPED, "station" => s.clone()),
             synthesis_restarts: counter!(SYNTHESIS_RESTARTS, "station" => s.clone()),
-            fallbacks: crate::pipeline::synthesis::FALLBACK_REASONS.map(
+            fallbacks: FALLBACK_REASONS.map(
                 |reason| counter!(SYNTHESIS_FALLBACKS, "station" => s.clone(), "reason" => reason),
             ),
             ring_depth: gauge!(RING_DEPTH, "station" => s.clone()),
@@ -549,6 +510,7 @@ impl StationMetrics {
             client_buffer: histogram!(CLIENT_BUFFER, "station" => s.clone()),
             client_underruns: counter!(CLIENT_UNDERRUNS, "station" => s.clone()),
             client_reports: counter!(CLIENT_REPORTS, "station" => s.clone()),
+            client_reports_refused,
             disconnections,
             client_errors,
         };
@@ -557,6 +519,7 @@ impl StationMetrics {
             .disconnections
             .iter()
             .chain(&metrics.client_errors)
+            .chain(&metrics.client_reports_refused)
             .chain(&metrics.fallbacks)
         {
             c.increment(0);
@@ -581,6 +544,10 @@ impl StationMetrics {
 
     pub fn disconnected(&self, reason: DisconnectReason) -> &Counter {
         &self.disconnections[reason as usize]
+    }
+
+    pub fn client_report_refused(&self, field: ReportField) -> &Counter {
+        &self.client_reports_refused[field as usize]
     }
 
     pub fn client_error(&self, code: ErrorCode) -> &Counter {

@@ -1,9 +1,20 @@
-//! Clock-offset estimate from `ping`/`pong`, so latency can be measured against another host.
+//! Time on the wall clock: [`unix_nanos`], and the clock-offset estimate from `ping`/`pong`, so
+//! latency can be measured against another host.
 //!
 //! Each pong carries the server's wall clock. Assuming the reply was made halfway through the
 //! round trip, `offset = server_time - (sent + received) / 2`, wrong by at most half the round
 //! trip. The sample with the shortest round trip is the tightest bound, so it is the one kept
 //! (the approach of NTP's clock filter, without its statistics).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wall-clock time as Unix nanoseconds (a vDSO read: no lock, no allocation).
+pub fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
 
 /// Best estimate of `server_clock - local_clock` for one connection.
 #[derive(Clone, Copy, Debug, Default)]
