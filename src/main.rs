@@ -292,15 +292,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (e.g. 60s, 2m, 250ms)"))
 }
 
-/// `url` with `KEY=VALUE` appended to its query, when a value is given.
-fn with_query(mut url: String, key: &str, value: Option<&str>) -> String {
-    if let Some(value) = value {
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(key);
-        url.push('=');
-        url.push_str(value);
-    }
-    url
+/// `url` with `KEY=VALUE` appended to its query (percent-encoded), when a value is given. A URL
+/// that does not parse is left as it is: connecting to it reports the error.
+fn with_query(url: String, key: &str, value: Option<&str>) -> String {
+    let (Some(value), Ok(mut parsed)) = (value, url::Url::parse(&url)) else {
+        return url;
+    };
+    parsed.query_pairs_mut().append_pair(key, value);
+    parsed.to_string()
 }
 
 /// Exit code of a load run that missed a `--slo` threshold.

@@ -235,19 +235,31 @@ pub fn issue(secret: &str, scope: Scope, expires_unix: u64) -> Result<String, We
     Ok(format!("{body}.{signature}"))
 }
 
-/// `url` with the value of any `token=` query parameter hidden, for reports and error messages.
+/// `url` with the value of any `token` query parameter hidden, for reports and error messages.
+/// A URL that does not parse loses its whole query: it may hold a token in any shape.
 pub fn redact_url(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match url.split_once('?') {
+            Some((base, _)) => format!("{base}?<redacted>"),
+            None => url.to_string(),
+        };
     };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some(("token", _)) => "token=<redacted>".to_string(),
-            _ => pair.to_string(),
+    if parsed.query().is_none() {
+        return parsed.to_string();
+    }
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(key, value)| {
+            let value = if key == "token" {
+                "redacted".to_string()
+            } else {
+                value.into_owned()
+            };
+            (key.into_owned(), value)
         })
         .collect();
-    format!("{base}?{}", query.join("&"))
+    parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    parsed.to_string()
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -341,9 +353,15 @@ mod tests {
     fn urls_lose_their_tokens_in_reports() {
         assert_eq!(
             redact_url("ws://h:1/ws?station=a&token=s3cret&x=1"),
-            "ws://h:1/ws?station=a&token=<redacted>&x=1"
+            "ws://h:1/ws?station=a&token=redacted&x=1"
         );
         assert_eq!(redact_url("ws://h:1/ws"), "ws://h:1/ws");
+        // Percent-encoded keys are still found; an unparseable URL loses its whole query.
+        assert_eq!(
+            redact_url("ws://h:1/ws?%74oken=s3cret"),
+            "ws://h:1/ws?token=redacted"
+        );
+        assert_eq!(redact_url("//h:1/ws?token=s3cret"), "//h:1/ws?<redacted>");
     }
 
     #[test]

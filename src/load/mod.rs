@@ -144,11 +144,19 @@ impl LoadConfig {
     }
 }
 
-/// The metrics URL of a `ws://HOST:PORT/...` stream: `http://HOST:PORT/metrics`.
+/// The metrics URL of a `ws://HOST:PORT/...` stream: `http://HOST:PORT/metrics` (and `https`
+/// for `wss`).
 pub fn metrics_url_for(stream_url: &str) -> Option<String> {
-    let rest = stream_url.strip_prefix("ws://")?;
-    let authority = rest.split(['/', '?']).next().filter(|a| !a.is_empty())?;
-    Some(format!("http://{authority}/metrics"))
+    let stream = url::Url::parse(stream_url).ok()?;
+    let scheme = match stream.scheme() {
+        "ws" => "http",
+        "wss" => "https",
+        _ => return None,
+    };
+    let host = stream.host_str()?;
+    let mut metrics = url::Url::parse(&format!("{scheme}://{host}/metrics")).ok()?;
+    metrics.set_port(stream.port()).ok()?;
+    Some(metrics.to_string())
 }
 
 /// Runs the load and returns the report with thresholds evaluated.

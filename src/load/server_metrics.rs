@@ -1,8 +1,8 @@
 //! The server's own view of a load run: `/metrics` scraped before and after, as deltas.
 //!
 //! Only the few series the report sets beside the client view are read, summed over stations.
-//! The Prometheus text format is line-based; the subset needed here (sample lines, the `le` label
-//! of histogram buckets) takes a few lines to read, so no parser crate is pulled in.
+//! The Prometheus text format is line-based; sample lines are read by [`parse_sample`] (why it is
+//! not a crate: see there).
 
 use std::collections::BTreeMap;
 
@@ -25,32 +25,30 @@ impl Scrape {
     /// `station`, series labelled with another station are left out.
     pub fn parse(text: &str, station: Option<&str>) -> Self {
         let mut samples = BTreeMap::new();
-        for line in text.lines() {
-            let line = line.trim();
+        for line in text.lines().map(str::trim) {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let Some((series, value)) = line.rsplit_once(' ') else {
+            let Some((name, labels, value)) = parse_sample(line) else {
                 continue;
             };
-            let Ok(value) = value.parse::<f64>() else {
-                continue;
+            let label = |wanted: &str| {
+                labels
+                    .iter()
+                    .find(|(key, _)| *key == wanted)
+                    .map(|(_, value)| value.as_str())
             };
-            let (name, labels) = match series.split_once('{') {
-                Some((name, labels)) => (name, labels.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if let (Some(wanted), Some(found)) = (station, label(labels, "station")) {
+            if let (Some(wanted), Some(found)) = (station, label("station")) {
                 if wanted != found {
                     continue;
                 }
             }
             let mut key = name.to_string();
-            if let Some(le) = label(labels, "le") {
+            if let Some(le) = label("le") {
                 key.push_str(&format!("|le={le}"));
             }
             if name == WS_DISCONNECTIONS {
-                if let Some(reason) = label(labels, "reason") {
+                if let Some(reason) = label("reason") {
                     key.push_str(&format!("|reason={reason}"));
                 }
             }
@@ -85,11 +83,55 @@ impl Scrape {
 }
 
 /// The value of `name="..."` in a label list (label values here never hold quotes).
-fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
-    labels.split(',').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k.trim() == name).then(|| v.trim().trim_matches('"'))
-    })
+/// A sample's labels, in order: names borrowed from the line, values unescaped.
+type Labels<'a> = Vec<(&'a str, String)>;
+
+/// One sample line of the text exposition format: the metric name, its labels (unescaped) and
+/// the value. `None` for anything that is not a well-formed sample line.
+///
+/// Hand-written rather than taken from a crate: the format's sample grammar is small and fixed
+/// (name, optional `{k="v",...}` with `\\`, `\"` and `\n` escapes, value, optional timestamp),
+/// and the parsers on crates.io (`prometheus-parse` and its forks) find the label set with
+/// regular expressions that stop at the first `}` or split on `,` inside quoted values, which
+/// adapter names such as `llvmpipe (LLVM 15.0.6, 256 bits)` contain.
+fn parse_sample(line: &str) -> Option<(&str, Labels<'_>, f64)> {
+    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+    let (name, mut rest) = line.split_at(name_end);
+    let mut labels = Vec::new();
+    if let Some(after_brace) = rest.strip_prefix('{') {
+        rest = after_brace;
+        loop {
+            rest = rest.trim_start_matches([' ', ',']);
+            if let Some(after) = rest.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (key, after_key) = rest.split_once('=')?;
+            let (value, after_value) = quoted(after_key.strip_prefix('"')?)?;
+            labels.push((key.trim(), value));
+            rest = after_value;
+        }
+    }
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some((name, labels, value))
+}
+
+/// A quoted label value up to its closing quote (the opening one already taken), unescaped;
+/// and what follows it.
+fn quoted(text: &str) -> Option<(String, &str)> {
+    let mut value = String::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((value, &text[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => value.push('\n'),
+                escaped => value.push(escaped),
+            },
+            c => value.push(c),
+        }
+    }
+    None
 }
 
 /// What the server recorded during the run (after minus before).
@@ -217,6 +259,35 @@ auralis_ws_disconnections_total{station="a",reason="client_closed"} 4
 auralis_ws_disconnections_total{station="b",reason="send_timeout"} 2
 auralis_ws_chunks_dropped_total{station="a",reason="lagged"} 7
 "#;
+
+    #[test]
+    fn quoted_label_values_may_hold_commas_braces_and_escapes() {
+        let line = r#"auralis_gpu_info{adapter="llvmpipe (LLVM 15.0.6, 256 bits) {x}",backend="vulkan",note="a \"q\" \\ b\nc"} 1"#;
+        let (name, labels, value) = parse_sample(line).expect("a sample");
+        assert_eq!(name, "auralis_gpu_info");
+        assert_eq!(value, 1.0);
+        assert_eq!(
+            labels,
+            [
+                (
+                    "adapter",
+                    "llvmpipe (LLVM 15.0.6, 256 bits) {x}".to_string()
+                ),
+                ("backend", "vulkan".to_string()),
+                ("note", "a \"q\" \\ b\nc".to_string()),
+            ]
+        );
+        assert_eq!(
+            parse_sample("plain_total 3 1700000000000"),
+            Some(("plain_total", vec![], 3.0))
+        );
+        assert_eq!(parse_sample(r#"broken{a="unterminated} 1"#), None);
+        // A station filter is not fooled by a comma inside another label's value.
+        let text =
+            "auralis_ring_buffer_underruns_total{note=\"x,station=\\\"b\\\"\",station=\"a\"} 4\n";
+        let scrape = Scrape::parse(text, Some("a"));
+        assert_eq!(scrape.get(RING_UNDERRUNS), 4.0);
+    }
 
     #[test]
     fn deltas_sum_over_stations() {
