@@ -389,6 +389,9 @@ fn upgrade_listener(
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
     let handle = state.metrics.as_ref().ok_or(AppError::MetricsDisabled)?;
+    for station in &state.stations {
+        station.hub.mirror_totals();
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

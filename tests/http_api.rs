@@ -48,7 +48,9 @@ async fn serves_the_web_client_and_json_404s() {
 async fn metrics_cover_every_stage_with_help_text() {
     let server = TestServer::start("metrics", 33).await;
     let mut ws = server.connect("/ws").await;
-    audio_frames(&mut ws, 6).await;
+    // A session adds its figures every `FLUSH_CHUNKS` chunks: two more than that have arrived
+    // once the first flush is certainly done.
+    audio_frames(&mut ws, auralis::stream::tally::FLUSH_CHUNKS + 2).await;
     let text = server.metrics().await;
     for name in names::ALL {
         assert!(
@@ -78,7 +80,10 @@ async fn metrics_cover_every_stage_with_help_text() {
         );
     }
     let sent = metric_value(&text, "auralis_ws_chunks_sent_total{station=\"metrics\"}").unwrap();
-    assert!(sent >= 6.0, "chunks sent {sent}");
+    assert!(
+        sent >= auralis::stream::tally::FLUSH_CHUNKS as f64,
+        "chunks sent {sent}"
+    );
     let bytes = metric_value(&text, "auralis_ws_bytes_sent_total{station=\"metrics\"}").unwrap();
     assert!(bytes >= sent * 19_256.0, "bytes {bytes}");
     assert_eq!(

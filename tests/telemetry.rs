@@ -28,34 +28,49 @@ fn above(metrics: &str, histogram: &str, station: &str, le: &str) -> f64 {
 async fn a_known_send_delay_shows_in_the_jitter_histogram() {
     let server = TestServer::start("jitter-truth", 41).await;
     let mut ws = server.connect("/ws").await;
-    let mut frames = audio_frames(&mut ws, 5).await;
-    let before = above(
-        &server.metrics().await,
-        "auralis_chunk_jitter_seconds",
+    let mut frames = audio_frames(&mut ws, 3).await;
+    let metrics = server.metrics().await;
+    let late_ticks_before = above(
+        &metrics,
+        "auralis_pacer_tick_lateness_seconds",
         "jitter-truth",
         "0.05",
     );
-    // Hold one chunk back by 80 ms: its interval is 180 ms and the next one 20 ms, so exactly two
-    // jitter samples of about 80 ms appear for this listener.
+    // Hold one chunk back by 80 ms: its interval is 180 ms and the next one 20 ms (the pacer's
+    // deadlines are absolute), so exactly two jitter samples in (50 ms, 100 ms] appear for this
+    // listener, and exactly one pacer tick is late by more than 50 ms.
     server.hub().delay_next_release(Duration::from_millis(80));
     frames.extend(audio_frames(&mut ws, 6).await);
     assert_contiguous(&frames);
-    let after = above(
-        &server.metrics().await,
+    // The session's samples reach the histogram at its next flush (at most a second later):
+    // leave and the last ones are flushed too.
+    drop(ws);
+    wait_for_metric(
+        &server,
+        "auralis_ws_connections{station=\"jitter-truth\"}",
+        0.0,
+    )
+    .await;
+    let metrics = server.metrics().await;
+    let jitter_50_100 = above(
+        &metrics,
         "auralis_chunk_jitter_seconds",
         "jitter-truth",
         "0.05",
+    ) - above(
+        &metrics,
+        "auralis_chunk_jitter_seconds",
+        "jitter-truth",
+        "0.1",
     );
-    assert!(
-        after - before >= 2.0,
-        "jitter samples above 50 ms: {before} -> {after}"
-    );
-    let pacer_late = metric_value(
-        &server.metrics().await,
-        "auralis_pacer_tick_lateness_seconds_sum{station=\"jitter-truth\"}",
-    )
-    .expect("lateness");
-    assert!(pacer_late >= 0.08, "the pacer saw the delay: {pacer_late}");
+    assert_eq!(jitter_50_100, 2.0, "jitter samples in (50 ms, 100 ms]");
+    let late_ticks = above(
+        &metrics,
+        "auralis_pacer_tick_lateness_seconds",
+        "jitter-truth",
+        "0.05",
+    ) - late_ticks_before;
+    assert_eq!(late_ticks, 1.0, "one late tick, and no drift after it");
 }
 
 /// A Server-Sent Events stream, read event by event.

@@ -215,7 +215,7 @@ pub async fn run(config: &LoadConfig) -> LoadReport {
     }
     let duration_seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = process_cpu_seconds() - cpu_before;
-    let after = scrape(config).await;
+    let after = scrape_after(config, before.as_ref()).await;
 
     let (healthy, mut first_errors) = healthy.finish();
     let (slow, slow_errors) = slow.finish();
@@ -258,6 +258,28 @@ pub async fn run(config: &LoadConfig) -> LoadReport {
 }
 
 /// Scrapes `/metrics` (with a short timeout) if a URL is set.
+/// The closing scrape, once the server has seen this run's listeners leave (its connection gauge
+/// back at the opening value, for up to 3 s): a session's last figures reach `/metrics` as it
+/// ends, a moment after the client hung up.
+async fn scrape_after(
+    config: &LoadConfig,
+    before: Option<&Result<Scrape, String>>,
+) -> Option<Result<Scrape, String>> {
+    let opening = match before {
+        Some(Ok(before)) => before.connections(),
+        _ => return scrape(config).await,
+    };
+    let give_up = Instant::now() + Duration::from_secs(3);
+    loop {
+        let after = scrape(config).await;
+        let settled = matches!(&after, Some(Ok(s)) if s.connections() <= opening);
+        if settled || Instant::now() >= give_up {
+            return after;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn scrape(config: &LoadConfig) -> Option<Result<Scrape, String>> {
     let url = config.metrics_url.as_deref()?;
     let fetched = tokio::time::timeout(Duration::from_secs(5), client::http_get_body(url)).await;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::telemetry::metrics::{
     CHUNK_DELIVERY, CHUNK_JITTER, RING_UNDERRUNS, WS_CHUNKS_DROPPED, WS_CHUNKS_SENT,
-    WS_DISCONNECTIONS, WS_SEND_ERRORS,
+    WS_CONNECTIONS, WS_DISCONNECTIONS, WS_SEND_ERRORS,
 };
 
 /// One scrape: every sample summed over its label sets, keeping only `le` (histogram buckets) and
@@ -55,6 +55,11 @@ impl Scrape {
             *samples.entry(key).or_insert(0.0) += value;
         }
         Self { samples }
+    }
+
+    /// Listeners connected at the scrape (`auralis_ws_connections`).
+    pub fn connections(&self) -> f64 {
+        self.get(WS_CONNECTIONS)
     }
 
     fn get(&self, key: &str) -> f64 {

@@ -147,6 +147,18 @@ impl StationHub {
         self.chunk_ms as f64 / 1000.0
     }
 
+    /// Copies the listeners' chunk and byte totals, kept in [`StationStats`] (each session's tally
+    /// adds to them), into their Prometheus counters: called before `/metrics` renders, so each
+    /// total is counted in one place.
+    pub fn mirror_totals(&self) {
+        self.metrics
+            .chunks_sent
+            .absolute(self.stats.chunks_sent.load(Ordering::Relaxed));
+        self.metrics
+            .bytes_sent
+            .absolute(self.stats.bytes_sent.load(Ordering::Relaxed));
+    }
+
     /// Counts a failed write to a listener, on `/metrics` and for the live dashboard.
     pub fn count_send_error(&self) {
         self.metrics.send_errors.increment(1);

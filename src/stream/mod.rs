@@ -3,4 +3,5 @@
 pub mod hub;
 pub mod protocol;
 pub mod reports;
+pub mod tally;
 pub mod ws;

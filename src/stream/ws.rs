@@ -21,6 +21,7 @@ use super::protocol::{
     PROTOCOL_VERSION,
 };
 use super::reports::{ClaimedReport, ReportBounds};
+use super::tally::DeliveryTally;
 use crate::clock::unix_nanos;
 use crate::control::{ControlAccess, StationControl, TokenBucket};
 use crate::shutdown::stopped;
@@ -186,11 +187,13 @@ impl LagWindow {
 }
 
 /// Per-listener delivery state for metrics.
-struct Delivery {
+struct Delivery<'a> {
     last_sequence: Option<u64>,
     last_write: Option<Instant>,
     /// Jitter needs two regular intervals: not after the catch-up frame at connect or a skip.
     regular_intervals: bool,
+    /// Counts and samples not yet added to the station's figures (flushed on drop too).
+    tally: DeliveryTally<'a>,
 }
 
 async fn write_loop<S>(
@@ -219,6 +222,7 @@ where
         last_sequence: None,
         last_write: None,
         regular_intervals: false,
+        tally: DeliveryTally::new(hub),
     };
     if let Err(reason) = send_text(&mut sink, welcome(session).to_json(), session, settings).await {
         return reason;
@@ -331,58 +335,77 @@ async fn send_frame<S>(
     extra_flags: u16,
     session: &Session,
     settings: ListenerSettings,
-    delivery: &mut Delivery,
+    delivery: &mut Delivery<'_>,
 ) -> Result<(), DisconnectReason>
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let hub = &session.station;
-    let metrics = &hub.metrics;
     let bytes = if extra_flags == 0 {
         frame.bytes.clone()
     } else {
         with_flags(&frame.bytes, extra_flags)
     };
     let len = bytes.len() as u64;
-    match timeout(settings.send_timeout, sink.send(Message::Binary(bytes))).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => {
-            hub.count_send_error();
-            return Err(DisconnectReason::SendError);
-        }
-        Err(_) => {
-            hub.count_send_error();
-            return Err(DisconnectReason::SendTimeout);
-        }
-    }
+    send_within(sink, Message::Binary(bytes), settings.send_timeout, session).await?;
     let now = Instant::now();
-    metrics.chunks_sent.increment(1);
-    metrics.bytes_sent.increment(len);
-    hub.stats.chunks_sent.fetch_add(1, Ordering::Relaxed);
-    hub.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
     // The catch-up frame sent at connect was popped up to a period ago: not a delivery sample.
-    if delivery.last_write.is_some() {
-        let seconds = now.saturating_duration_since(frame.popped_at).as_secs_f64();
-        metrics.delivery.record(seconds);
-        hub.live.delivery.record(seconds);
-    }
-    match delivery.last_write {
-        None => metrics.startup.record(
-            now.saturating_duration_since(session.requested_at)
-                .as_secs_f64(),
-        ),
+    let delivered = delivery
+        .last_write
+        .map(|_| now.saturating_duration_since(frame.popped_at).as_secs_f64());
+    let jitter = match delivery.last_write {
+        None => {
+            let startup = now.saturating_duration_since(session.requested_at);
+            session
+                .station
+                .metrics
+                .startup
+                .record(startup.as_secs_f64());
+            None
+        }
         Some(last) if delivery.regular_intervals && extra_flags == 0 => {
             let interval = now.saturating_duration_since(last).as_secs_f64();
-            let jitter = (interval - settings.chunk_period.as_secs_f64()).abs();
-            metrics.jitter.record(jitter);
-            hub.live.jitter.record(jitter);
+            Some((interval - settings.chunk_period.as_secs_f64()).abs())
         }
-        Some(_) => {}
-    }
+        Some(_) => None,
+    };
+    delivery.tally.chunk_sent(len, delivered, jitter);
     delivery.regular_intervals = delivery.last_write.is_some() && extra_flags == 0;
     delivery.last_write = Some(now);
     delivery.last_sequence = Some(frame.sequence);
     Ok(())
+}
+
+/// Sends `message`, failing after `limit`. The send is polled once first: a socket with room
+/// takes the frame at once, so the common case arms no timer.
+async fn send_within<S>(
+    sink: &mut S,
+    message: Message,
+    limit: Duration,
+    session: &Session,
+) -> Result<(), DisconnectReason>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let mut send = std::pin::pin!(sink.send(message));
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(send.as_mut(), cx))
+    })
+    .await;
+    let outcome = match first {
+        std::task::Poll::Ready(result) => Ok(result),
+        std::task::Poll::Pending => timeout(limit, send).await,
+    };
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => {
+            session.station.count_send_error();
+            Err(DisconnectReason::SendError)
+        }
+        Err(_) => {
+            session.station.count_send_error();
+            Err(DisconnectReason::SendTimeout)
+        }
+    }
 }
 
 async fn send_text<S>(

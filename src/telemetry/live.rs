@@ -73,6 +73,31 @@ impl LiveHistogram {
             .fetch_max(seconds.to_bits(), Ordering::Relaxed);
     }
 
+    /// Records many durations at once, sorted ascending: one update per bucket they fall in.
+    pub fn record_sorted(&self, sorted: &[f64]) {
+        let valid = sorted.iter().filter(|s| s.is_finite() && **s >= 0.0);
+        let mut run: Option<(usize, u64)> = None;
+        let mut max = None;
+        for &seconds in valid {
+            let index = BOUNDS.partition_point(|&bound| bound < seconds);
+            run = match run {
+                Some((current, n)) if current == index => Some((current, n + 1)),
+                Some((current, n)) => {
+                    self.counts[current].fetch_add(n, Ordering::Relaxed);
+                    Some((index, 1))
+                }
+                None => Some((index, 1)),
+            };
+            max = Some(seconds);
+        }
+        if let Some((current, n)) = run {
+            self.counts[current].fetch_add(n, Ordering::Relaxed);
+        }
+        if let Some(max) = max {
+            self.max_bits.fetch_max(max.to_bits(), Ordering::Relaxed);
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             counts: std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)),

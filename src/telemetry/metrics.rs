@@ -98,10 +98,12 @@ pub const ALL: [&str; 35] = [
 const FAST_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
-const DELIVERY_BUCKETS: &[f64] = &[
+/// Buckets of `auralis_chunk_delivery_seconds` (and the GPU dispatch histogram).
+pub const DELIVERY_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
-const JITTER_BUCKETS: &[f64] = &[
+/// Buckets of `auralis_chunk_jitter_seconds`.
+pub const JITTER_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5,
 ];
 const STARTUP_BUCKETS: &[f64] = &[
