@@ -4,6 +4,8 @@
 # runtime thread). Prints, per binary, the server's CPU use, the listeners' jitter and the
 # server-side jitter and delivery quantiles, and keeps each load report as JSON.
 #   usage: scripts/perf-fanout.sh CLIENTS SECONDS BINARY [BINARY...]
+# HARNESS=PATH runs every load from that binary (default: each server's own), so servers built
+# from different commits are measured by the same harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -13,7 +15,7 @@ port=${PERF_PORT:-18520}
 out=${PERF_OUT:-target/perf}
 mkdir -p "$out"
 # Each listener is a socket on both sides.
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -28,7 +30,7 @@ for bin in "$@"; do
   json="$out/fanout-${clients}-$(echo "$name" | tr '/' '_').json"
   ticks_before=$(cpu_ticks "$pid")
   started=$(date +%s.%N)
-  taskset -c 1 "$bin" load --url "ws://127.0.0.1:${port}/ws" --clients "$clients" \
+  taskset -c 1 "${HARNESS:-$bin}" load --url "ws://127.0.0.1:${port}/ws" --clients "$clients" \
     --duration "${seconds}s" --ramp 10s --threads 1 --json "$json" >/dev/null
   ticks_after=$(cpu_ticks "$pid")
   ended=$(date +%s.%N)

@@ -172,11 +172,6 @@ impl Page {
         self.call("Page.navigate", json!({"url": url})).await;
     }
 
-    /// The page's `window.auralis`, or `Null` before the player script ran.
-    async fn auralis(&mut self) -> Value {
-        self.value("window.auralis").await
-    }
-
     /// A page value as JSON, or `Null` while it does not exist.
     async fn value(&mut self, expression: &str) -> Value {
         let result = self
@@ -264,8 +259,13 @@ async fn chromium_plays_the_stream_reports_stats_and_survives_a_restart() {
     assert_eq!(playing["station"], STATION, "{playing}");
 
     // Several seconds of playback, measured by the worklet itself.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let heard = page.auralis().await;
+    let heard = page
+        .wait_for("seconds of audio", Duration::from_secs(30), |s| {
+            s["nonSilentFrames"].as_f64().unwrap_or(0.0)
+                >= 4.0 * s["sampleRate"].as_f64().unwrap_or(f64::INFINITY)
+                && s["statsSent"].as_f64().unwrap_or(0.0) >= 3.0
+        })
+        .await;
     let rate = number(&heard, "sampleRate");
     assert!(
         number(&heard, "nonSilentFrames") >= 4.0 * rate,
@@ -301,10 +301,14 @@ async fn chromium_plays_the_stream_reports_stats_and_survives_a_restart() {
             s["reconnects"].as_f64().unwrap_or(0.0) >= 1.0 && s["state"] == "playing"
         })
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = page.auralis().await;
+    let before_restart = number(&back, "nonSilentFrames");
+    let after = page
+        .wait_for("audio after the restart", Duration::from_secs(30), |s| {
+            s["nonSilentFrames"].as_f64().unwrap_or(0.0) > before_restart
+        })
+        .await;
     assert!(
-        number(&after, "nonSilentFrames") > number(&back, "nonSilentFrames"),
+        number(&after, "nonSilentFrames") > before_restart,
         "audio flows again after the restart: {after}"
     );
 

@@ -249,9 +249,25 @@ async fn a_server_restart_is_survived_by_reconnecting() {
     let mut command = alsa.listen();
     command.args([&server.ws_url("/ws"), "--duration", "6s"]);
     let child = tokio::task::spawn_blocking(move || command.output());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The listener is connected and has been sent a second of audio before the restart.
+    wait_for_metric(
+        &server,
+        "auralis_ws_connections{station=\"listen-restart\"}",
+        1.0,
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server
+        .hub()
+        .stats
+        .chunks_sent
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 10
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no audio sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.shutdown().await.expect("clean shutdown");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("port free again");

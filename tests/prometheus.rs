@@ -60,22 +60,49 @@ impl Prometheus {
         );
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config).expect("config written");
-        // A free port for Prometheus' own HTTP API.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
-        let child = Command::new(binary)
+        // Port 0: Prometheus binds a free port itself and logs which ("Listening on").
+        let mut child = Command::new(binary)
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
             ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg("--log.level=info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("prometheus starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut sent = false;
+            // Keep draining after the address so Prometheus never blocks on a full pipe.
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if sent || !line.contains("msg=\"Listening on\"") {
+                    continue;
+                }
+                let bound = line
+                    .split("address=")
+                    .nth(1)
+                    .and_then(|a| a.split_whitespace().next())
+                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+                if let Some(bound) = bound {
+                    sent = addr_tx.send(bound).is_ok();
+                }
+            }
+        });
+        let addr = match addr_rx.recv_timeout(PATIENCE) {
+            Ok(addr) => addr,
+            Err(e) => {
+                let _ = child.kill();
+                panic!("prometheus did not report its address: {e}");
+            }
+        };
         Self { child, dir, addr }
     }
 
@@ -119,14 +146,7 @@ impl Prometheus {
 }
 
 fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
