@@ -14,7 +14,8 @@
 #   1. ADVISORY_SNAPSHOT, when set: a snapshot file or directory (scripts/advisory-db.py lists
 #      the forms it takes). When set, 2 and 3 are not looked at, even if it names nothing.
 #   2. shared/data/rustsec-advisory-db.tar.gz in the directory that holds this checkout, or in
-#      any directory above that one: the nearest wins.
+#      any directory above that one: the nearest wins; then the same above the local checkout
+#      this one was cloned from (remote.origin.url), if it is a directory.
 #   3. third_party/rustsec-advisory-db.tar.gz in this checkout.
 #   4. A fetch of github.com/rustsec/advisory-db by cargo-deny (60 s at most; ADVISORY_FETCH=0
 #      skips it).
@@ -66,13 +67,22 @@ if [ -n "${ADVISORY_SNAPSHOT:-}" ]; then
     warn "ADVISORY_SNAPSHOT=$ADVISORY_SNAPSHOT does not exist"
   fi
 else
-  dir=$root
-  while [ "$dir" != / ]; do
-    dir=$(dirname "$dir")
-    if [ -f "$dir/shared/data/$snapshot_name" ]; then
-      snapshot=${dir%/}/shared/data/$snapshot_name
-      break
-    fi
+  # Above this checkout, then above the local checkout it was cloned from (a clean clone made
+  # elsewhere for a CI run still finds the snapshot beside its origin).
+  origin=$(git -C "$root" config --get remote.origin.url 2>/dev/null || true)
+  origin=${origin#file://}
+  starts=("$root")
+  if [ -n "$origin" ] && [ -d "$origin" ]; then
+    starts+=("$(realpath "$origin")")
+  fi
+  for start in "${starts[@]}"; do
+    dir=$start
+    while [ -z "$snapshot" ] && [ "$dir" != / ]; do
+      dir=$(dirname "$dir")
+      if [ -f "$dir/shared/data/$snapshot_name" ]; then
+        snapshot=${dir%/}/shared/data/$snapshot_name
+      fi
+    done
   done
   if [ -z "$snapshot" ] && [ -f "$root/third_party/$snapshot_name" ]; then
     snapshot=$root/third_party/$snapshot_name
@@ -113,8 +123,8 @@ else
   if [ -n "${ADVISORY_SNAPSHOT:-}" ]; then
     looked="no snapshot at ADVISORY_SNAPSHOT=$ADVISORY_SNAPSHOT"
   else
-    looked="no snapshot (neither shared/data/$snapshot_name beside this checkout or above it,
-audit: nor third_party/$snapshot_name)"
+    looked="no snapshot (neither shared/data/$snapshot_name beside this checkout, its origin
+audit: checkout or above them, nor third_party/$snapshot_name)"
   fi
   if on "${ADVISORY_FETCH:-1}"; then
     fetched="could not be fetched from github.com/rustsec/advisory-db"
