@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::clock::unix_nanos;
-use crate::config::{BackendChoice, Config, ConfigError};
+use crate::config::{BackendChoice, Config, ConfigError, StationConfig};
+use crate::control::link::ControlOutbox;
 use crate::control::{ControlAccess, StationControl};
 use crate::dashboard;
 use crate::edge::origin::OriginPolicy;
@@ -22,7 +23,7 @@ use crate::edge::{self, EdgeGuards};
 use crate::http::{self, AppState, Station};
 use crate::pipeline::gpu_engine;
 use crate::pipeline::pacer::{self, Pacer};
-use crate::pipeline::ring::chunk_ring;
+use crate::pipeline::ring::{chunk_ring, ChunkConsumer};
 use crate::pipeline::synthesis::{
     self, StationInput, SynthesisSettings, SynthesisShared, SynthesisThread,
 };
@@ -31,7 +32,9 @@ use crate::stream::protocol::{Codec, FrameHeader, StreamFormat};
 use crate::stream::ws::ListenerSettings;
 use crate::synth::batch::BatchRenderer;
 use crate::synth::gpu::GpuRenderer;
-use crate::synth::{self, Backend, BackendError, MusicParams, Synth, Timeline, CHANNELS};
+use crate::synth::{
+    self, Backend, BackendError, ControlEntry, MusicParams, Synth, Timeline, CHANNELS,
+};
 use crate::telemetry;
 use crate::telemetry::metrics::{self, EdgeMetrics, InstallError};
 
@@ -215,42 +218,17 @@ pub async fn run_with_renderer(
         stop_rx.clone(),
     );
 
-    let tokens = Arc::new(config.token_policy().map_err(ConfigError::from)?);
     let edge_metrics = Arc::new(EdgeMetrics::new());
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let state = Arc::new(
-        AppState::new(
-            stations
-                .iter()
-                .map(|s| Station {
-                    hub: Arc::clone(&s.hub),
-                    control: Arc::clone(&s.control),
-                })
-                .collect(),
-            Arc::new(ControlAccess::new(Arc::clone(&tokens))),
-            EdgeGuards {
-                origins: OriginPolicy::new(&config.allowed_origins, config.require_origin),
-                tokens,
-                slots: ListenerSlots::new(config.max_listeners, config.max_listeners_per_ip),
-                metrics: Arc::clone(&edge_metrics),
-            },
-            metrics_handle,
-            ListenerSettings {
-                send_timeout: config.send_timeout,
-                chunk_period: config.chunk_period(),
-                ping_interval: config.ping_interval,
-                idle_timeout: config.idle_timeout,
-                max_lag_skips_per_minute: config.max_lag_skips_per_minute,
-            },
-            config.max_client_message_bytes,
-            config.sample_rate,
-            config.chunk_ms,
-            stop_rx.clone(),
-            done_tx,
-            live,
-        )
-        .with_gpu(adapter),
-    );
+    let serving = Serving {
+        metrics: metrics_handle,
+        edge_metrics: Arc::clone(&edge_metrics),
+        stop: stop_rx.clone(),
+        done: done_tx,
+        live,
+        adapter,
+    };
+    let state = Arc::new(app_state(&config, &stations, serving)?);
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
@@ -304,40 +282,149 @@ pub async fn run_with_renderer(
     Ok(())
 }
 
+/// What the HTTP side is handed besides the configuration and the stations.
+struct Serving {
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    edge_metrics: Arc<EdgeMetrics>,
+    stop: watch::Receiver<bool>,
+    /// Dropped by the last session to end: the shutdown waits for it.
+    done: mpsc::Sender<()>,
+    live: watch::Receiver<Arc<str>>,
+    adapter: Option<crate::synth::gpu::AdapterSummary>,
+}
+
+/// The HTTP handlers' state: the stations, the edge's guards and the listener settings.
+fn app_state(
+    config: &Config,
+    stations: &[RunningStation],
+    serving: Serving,
+) -> Result<AppState, ServerError> {
+    let tokens = Arc::new(config.token_policy().map_err(ConfigError::from)?);
+    let state = AppState::new(
+        stations
+            .iter()
+            .map(|s| Station {
+                hub: Arc::clone(&s.hub),
+                control: Arc::clone(&s.control),
+            })
+            .collect(),
+        Arc::new(ControlAccess::new(Arc::clone(&tokens))),
+        EdgeGuards {
+            origins: OriginPolicy::new(&config.allowed_origins, config.require_origin),
+            tokens,
+            slots: ListenerSlots::new(config.max_listeners, config.max_listeners_per_ip),
+            metrics: serving.edge_metrics,
+        },
+        serving.metrics,
+        ListenerSettings {
+            send_timeout: config.send_timeout,
+            chunk_period: config.chunk_period(),
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+            max_lag_skips_per_minute: config.max_lag_skips_per_minute,
+        },
+        config.max_client_message_bytes,
+        config.sample_rate,
+        config.chunk_ms,
+        serving.stop,
+        serving.done,
+        serving.live,
+    );
+    Ok(state.with_gpu(serving.adapter))
+}
+
+/// Where every station starts: the shared chunk grid, ring sizes and the frame layout.
+struct StreamPlan {
+    settings: SynthesisSettings,
+    capacity: usize,
+    first_deadline: Instant,
+    format: StreamFormat,
+    template: FrameHeader,
+}
+
+impl StreamPlan {
+    fn new(config: &Config) -> Self {
+        let chunk_frames = config.chunk_frames();
+        let target_depth = config.buffer_chunks();
+        let (start_position, first_deadline) =
+            live_start(config.sample_rate, chunk_frames, START_LEAD);
+        Self {
+            settings: SynthesisSettings {
+                start_position,
+                chunk_frames,
+                target_depth,
+                chunk_period: config.chunk_period(),
+            },
+            capacity: target_depth + RING_HEADROOM_CHUNKS,
+            first_deadline,
+            format: StreamFormat {
+                codec: Codec::PcmS16Le.name().to_string(),
+                sample_rate: config.sample_rate,
+                channels: CHANNELS as u8,
+                frames_per_chunk: chunk_frames as u32,
+            },
+            template: FrameHeader {
+                codec: Codec::PcmS16Le,
+                channels: CHANNELS as u8,
+                sample_rate: config.sample_rate,
+                frames: chunk_frames as u32,
+                flags: 0,
+                sequence: 0,
+                position: 0,
+                rendered_unix_ns: 0,
+                sent_unix_ns: 0,
+            },
+        }
+    }
+}
+
+/// A station's ends that stay on the async side: the ring's consumer (for the pacer), the
+/// control outbox and the log entry its timeline starts with.
+struct AsyncEnds {
+    consumer: ChunkConsumer,
+    outbox: ControlOutbox,
+    initial: ControlEntry,
+}
+
 fn start_stations(
     config: &Config,
     backend: Backend,
     gpu: Option<Box<dyn BatchRenderer>>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(Vec<RunningStation>, Vec<SynthesisThread>), ServerError> {
-    let chunk_frames = config.chunk_frames();
-    let target_depth = config.buffer_chunks();
-    let capacity = target_depth + RING_HEADROOM_CHUNKS;
-    let (start_position, first_deadline) = live_start(config.sample_rate, chunk_frames, START_LEAD);
-    let format = StreamFormat {
-        codec: Codec::PcmS16Le.name().to_string(),
-        sample_rate: config.sample_rate,
-        channels: CHANNELS as u8,
-        frames_per_chunk: chunk_frames as u32,
+    let plan = StreamPlan::new(config);
+    let context = StationContext {
+        config,
+        plan: &plan,
+        backend,
+        stop,
     };
-    let template = FrameHeader {
-        codec: Codec::PcmS16Le,
-        channels: CHANNELS as u8,
-        sample_rate: config.sample_rate,
-        frames: chunk_frames as u32,
-        flags: 0,
-        sequence: 0,
-        position: 0,
-        rendered_unix_ns: 0,
-        sent_unix_ns: 0,
-    };
-    let settings = SynthesisSettings {
-        start_position,
-        chunk_frames,
-        target_depth,
-        chunk_period: config.chunk_period(),
-    };
-    // Each station's engine input, ring consumer and control outbox, before any thread starts.
+    let (inputs, ends) = station_inputs(config, &plan)?;
+    let engines = spawn_engines(config, inputs, gpu)?;
+    let per_station = engines.iter().flat_map(|engine| {
+        engine
+            .stations()
+            .iter()
+            .map(move |shared| (Arc::clone(shared), engine.waker()))
+    });
+    let running = config
+        .stations
+        .iter()
+        .zip(ends)
+        .zip(per_station)
+        .map(|((station, ends), (shared, waker))| {
+            start_station(&context, station, ends, shared, waker)
+        })
+        .collect();
+    Ok((running, engines))
+}
+
+/// Each station's engine input and async ends, before any thread starts.
+fn station_inputs(
+    config: &Config,
+    plan: &StreamPlan,
+) -> Result<(Vec<StationInput>, Vec<AsyncEnds>), ServerError> {
+    let chunk_frames = plan.settings.chunk_frames;
     let mut inputs = Vec::with_capacity(config.stations.len());
     let mut ends = Vec::with_capacity(config.stations.len());
     for station in &config.stations {
@@ -347,7 +434,7 @@ fn start_stations(
         };
         let timeline = Timeline::new(station.seed, config.sample_rate, params);
         let initial = timeline.latest_entry();
-        let (producer, consumer) = chunk_ring(capacity, chunk_frames * CHANNELS);
+        let (producer, consumer) = chunk_ring(plan.capacity, chunk_frames * CHANNELS);
         let (outbox, controls) =
             synthesis::control_link(CONTROL_QUEUE).map_err(|source| ServerError::Thread {
                 station: station.name.clone(),
@@ -357,23 +444,35 @@ fn start_stations(
             synth: Synth::new(timeline, chunk_frames),
             producer,
             controls,
-            settings,
+            settings: plan.settings,
         });
-        ends.push((consumer, outbox, initial));
+        ends.push(AsyncEnds {
+            consumer,
+            outbox,
+            initial,
+        });
     }
-    // The CPU renders each station on its own thread; the GPU renders every station's due
-    // blocks in one submission from one thread.
+    Ok((inputs, ends))
+}
+
+/// The CPU renders each station on its own thread; the GPU engine renders every station's due
+/// blocks in one batch from one thread.
+fn spawn_engines(
+    config: &Config,
+    inputs: Vec<StationInput>,
+    gpu: Option<Box<dyn BatchRenderer>>,
+) -> Result<Vec<SynthesisThread>, ServerError> {
     let thread_error = |station: &str| {
         let station = station.to_string();
         move |source| ServerError::Thread { station, source }
     };
-    let engines: Vec<SynthesisThread> = match gpu {
-        Some(renderer) => {
-            vec![
-                gpu_engine::spawn_gpu(inputs, renderer, metrics::GpuMetrics::new())
-                    .map_err(thread_error("all"))?,
-            ]
-        }
+    match gpu {
+        Some(renderer) => Ok(vec![gpu_engine::spawn_gpu(
+            inputs,
+            renderer,
+            metrics::GpuMetrics::new(),
+        )
+        .map_err(thread_error("all"))?]),
         None => config
             .stations
             .iter()
@@ -388,61 +487,71 @@ fn start_stations(
                 )
                 .map_err(thread_error(&station.name))
             })
-            .collect::<Result<_, _>>()?,
-    };
-    let per_station: Vec<(Arc<SynthesisShared>, Option<std::thread::Thread>)> = engines
-        .iter()
-        .flat_map(|engine| {
-            engine
-                .stations()
-                .iter()
-                .map(move |shared| (Arc::clone(shared), engine.waker()))
-        })
-        .collect();
-    let mut running = Vec::with_capacity(config.stations.len());
-    for ((station, (consumer, outbox, initial)), (shared, waker)) in
-        config.stations.iter().zip(ends).zip(per_station)
-    {
-        let hub = Arc::new(StationHub::new(
-            station.name.clone(),
-            station.seed,
-            backend,
-            format.clone(),
-            config.chunk_ms,
-            capacity,
-            config.listener_queue_chunks,
-        ));
-        let pacer = Pacer::new(
-            consumer,
-            Arc::clone(&shared),
-            waker.clone(),
-            template,
-            start_position,
-        );
-        let pacing = tokio::spawn(pacer::run(
-            pacer,
-            Arc::clone(&hub),
-            config.chunk_period(),
-            first_deadline,
-            stop.clone(),
-        ));
-        supervise_pacer(station.name.clone(), pacing);
-        let control = Arc::new(StationControl::new(
-            station.name.clone(),
-            station.seed,
-            station.preset,
-            config.sample_rate,
-            initial,
-            outbox,
-            waker,
-        ));
-        running.push(RunningStation {
-            hub,
-            control,
-            synthesis: shared,
-        });
+            .collect(),
     }
-    Ok((running, engines))
+}
+
+/// What every station's async side is started with.
+#[derive(Clone, Copy)]
+struct StationContext<'a> {
+    config: &'a Config,
+    plan: &'a StreamPlan,
+    backend: Backend,
+    stop: &'a watch::Receiver<bool>,
+}
+
+/// A station's async side: its hub, its pacer (supervised) and its control endpoint.
+fn start_station(
+    context: &StationContext<'_>,
+    station: &StationConfig,
+    ends: AsyncEnds,
+    shared: Arc<SynthesisShared>,
+    waker: Option<std::thread::Thread>,
+) -> RunningStation {
+    let StationContext {
+        config,
+        plan,
+        backend,
+        stop,
+    } = *context;
+    let hub = Arc::new(StationHub::new(
+        station.name.clone(),
+        station.seed,
+        backend,
+        plan.format.clone(),
+        config.chunk_ms,
+        plan.capacity,
+        config.listener_queue_chunks,
+    ));
+    let pacer = Pacer::new(
+        ends.consumer,
+        Arc::clone(&shared),
+        waker.clone(),
+        plan.template,
+        plan.settings.start_position,
+    );
+    let pacing = tokio::spawn(pacer::run(
+        pacer,
+        Arc::clone(&hub),
+        config.chunk_period(),
+        plan.first_deadline,
+        stop.clone(),
+    ));
+    supervise_pacer(station.name.clone(), pacing);
+    let control = Arc::new(StationControl::new(
+        station.name.clone(),
+        station.seed,
+        station.preset,
+        config.sample_rate,
+        ends.initial,
+        ends.outbox,
+        waker,
+    ));
+    RunningStation {
+        hub,
+        control,
+        synthesis: shared,
+    }
 }
 
 /// Logs a pacer that ended by panicking. Its station then releases nothing, so `/readyz` fails for

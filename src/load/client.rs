@@ -233,60 +233,78 @@ pub(crate) async fn run_websocket(
             Ok(Some(Ok(message))) => message,
         };
         let now = Instant::now();
-        match message {
-            Message::Binary(data) => {
-                let Ok((header, _)) = FrameHeader::decode(&data) else {
-                    tracker.fail("undecodable audio frame".to_string());
-                    break;
-                };
-                let discontinuity = header.flags & FLAG_DISCONTINUITY != 0;
-                if header.flags & FLAG_UNDERRUN_FILL != 0 {
-                    tracker.tally.underrun_fills += 1;
-                }
-                if discontinuity {
-                    tracker.tally.discontinuities += 1;
-                }
-                tracker.on_sequence(header.sequence, discontinuity);
-                let period = Duration::from_secs_f64(
-                    f64::from(header.frames) / f64::from(header.sample_rate.max(1)),
-                );
-                let stamps = Some((header.rendered_unix_ns, header.sent_unix_ns));
-                tracker.on_chunk(now, period, data.len() as u64, stamps, discontinuity);
-                match behaviour {
-                    Behaviour::Healthy => {}
-                    Behaviour::SlowReader => tokio::time::sleep(period * 2).await,
-                    Behaviour::Stalled => stalled = true,
-                }
-            }
+        let outcome = match message {
+            Message::Binary(data) => on_audio(&mut tracker, now, &data),
             Message::Text(text) => {
-                let received = unix_nanos();
-                if let (
-                    Ok(ServerMessage::Pong {
-                        client_time,
-                        server_time_unix_ns,
-                    }),
-                    Some((number, sent)),
-                ) = (serde_json::from_str(&text), ping)
-                {
-                    if client_time == Some(number as f64) {
-                        tracker.clock.observe(sent, server_time_unix_ns, received);
-                        ping = None;
-                    }
-                }
+                on_text(&mut tracker, &text, &mut ping);
+                Ok(None)
             }
             Message::Close(frame) => {
                 let reason = frame.map_or_else(
                     || "no close frame".to_string(),
                     |f| format!("{} {}", f.code, f.reason),
                 );
-                tracker.fail(format!("server closed the connection: {reason}"));
+                Err(format!("server closed the connection: {reason}"))
+            }
+            _ => Ok(None),
+        };
+        match outcome {
+            Ok(Some(period)) => match behaviour {
+                Behaviour::Healthy => {}
+                Behaviour::SlowReader => tokio::time::sleep(period * 2).await,
+                Behaviour::Stalled => stalled = true,
+            },
+            Ok(None) => {}
+            Err(error) => {
+                tracker.fail(error);
                 break;
             }
-            _ => {}
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
     tracker.finish();
+}
+
+/// Tallies one audio frame; returns its duration, or why the run for this client is over.
+fn on_audio(
+    tracker: &mut Tracker<'_>,
+    now: Instant,
+    data: &[u8],
+) -> Result<Option<Duration>, String> {
+    let Ok((header, _)) = FrameHeader::decode(data) else {
+        return Err("undecodable audio frame".to_string());
+    };
+    let discontinuity = header.flags & FLAG_DISCONTINUITY != 0;
+    if header.flags & FLAG_UNDERRUN_FILL != 0 {
+        tracker.tally.underrun_fills += 1;
+    }
+    if discontinuity {
+        tracker.tally.discontinuities += 1;
+    }
+    tracker.on_sequence(header.sequence, discontinuity);
+    let period =
+        Duration::from_secs_f64(f64::from(header.frames) / f64::from(header.sample_rate.max(1)));
+    let stamps = Some((header.rendered_unix_ns, header.sent_unix_ns));
+    tracker.on_chunk(now, period, data.len() as u64, stamps, discontinuity);
+    Ok(Some(period))
+}
+
+/// A `pong` answering the outstanding ping refines the clock offset; other text is ignored.
+fn on_text(tracker: &mut Tracker<'_>, text: &str, ping: &mut Option<(u64, u64)>) {
+    let received = unix_nanos();
+    if let (
+        Ok(ServerMessage::Pong {
+            client_time,
+            server_time_unix_ns,
+        }),
+        Some((number, sent)),
+    ) = (serde_json::from_str(text), *ping)
+    {
+        if client_time == Some(number as f64) {
+            tracker.clock.observe(sent, server_time_unix_ns, received);
+            *ping = None;
+        }
+    }
 }
 
 fn finish_failed(mut tracker: Tracker<'_>, error: String) {

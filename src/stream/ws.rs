@@ -235,80 +235,156 @@ where
         }
     }
     loop {
-        tokio::select! {
+        let step = tokio::select! {
             biased;
-            _ = stopped(&mut shutdown) => {
-                close(&mut sink, close_code::GOING_AWAY, "server shutting down").await;
-                return DisconnectReason::ServerShutdown;
-            }
-            outgoing = out_rx.recv() => match outgoing {
-                Some(Outgoing::Text(text)) => {
-                    if let Err(reason) = send_text(&mut sink, text, session, settings).await {
-                        return reason;
-                    }
-                }
-                Some(Outgoing::Close { code, reason, why }) => {
-                    close(&mut sink, code, reason).await;
-                    return why;
-                }
-                // The reader ended: the client closed or vanished.
-                None => {
-                    answer_close(&mut sink).await;
-                    return DisconnectReason::ClientClosed;
-                }
-            },
-            _ = pings.tick() => {
-                if activity.idle_for() >= settings.idle_timeout {
-                    close(&mut sink, close_code::GOING_AWAY, "idle timeout").await;
-                    return DisconnectReason::IdleTimeout;
-                }
-                let sent = timeout(settings.send_timeout, sink.send(Message::Ping(Default::default()))).await;
-                match sent {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => {
-                        hub.count_send_error();
-                        return DisconnectReason::SendError;
-                    }
-                    Err(_) => {
-                        hub.count_send_error();
-                        return DisconnectReason::SendTimeout;
-                    }
-                }
-            }
+            _ = stopped(&mut shutdown) => Err(Closing::SHUTDOWN),
+            outgoing = out_rx.recv() => forward(&mut sink, outgoing, session, settings).await,
+            _ = pings.tick() => ping(&mut sink, activity, session, settings).await,
             received = frames.recv() => {
-                let (frame, flags) = match received {
-                    Ok(frame) => {
-                        if delivery.last_sequence.is_some_and(|last| frame.sequence <= last) {
-                            continue; // already sent as the start-up frame
-                        }
-                        (frame, 0)
+                match next_frame(received, &mut frames, &delivery, &mut lag, session, settings) {
+                    Ok(Some((frame, flags))) => {
+                        send_frame(&mut sink, &frame, flags, session, settings, &mut delivery)
+                            .await
+                            .map_err(Closing::Dropped)
                     }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        // Fell behind: jump to the newest frame and say so.
-                        let (newest, skipped) = newest_frame(&mut frames);
-                        hub.metrics.dropped_lagged.increment(missed + skipped);
-                        hub.stats.dropped.fetch_add(missed + skipped, Ordering::Relaxed);
-                        if lag.skipped(Instant::now(), settings.max_lag_skips_per_minute) {
-                            close(&mut sink, close_code::POLICY_VIOLATION, "too slow: cannot keep up with the live stream").await;
-                            return DisconnectReason::PersistentLag;
-                        }
-                        match newest {
-                            Some(frame) => (frame, FLAG_DISCONTINUITY),
-                            None => continue,
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        close(&mut sink, close_code::GOING_AWAY, "station stopped").await;
-                        return DisconnectReason::ServerShutdown;
-                    }
-                };
-                if let Err(reason) =
-                    send_frame(&mut sink, &frame, flags, session, settings, &mut delivery).await
-                {
-                    return reason;
+                    Ok(None) => Ok(()),
+                    Err(closing) => Err(closing),
                 }
             }
+        };
+        if let Err(closing) = step {
+            return closing.finish(&mut sink).await;
         }
+    }
+}
+
+/// How a session ends: with a close frame the server sends, or the connection already unusable.
+enum Closing {
+    Send {
+        code: u16,
+        reason: &'static str,
+        why: DisconnectReason,
+    },
+    /// The client closed: the WebSocket layer's echo of its close frame is written out.
+    Answer,
+    /// A write failed or timed out: nothing more can be sent.
+    Dropped(DisconnectReason),
+}
+
+impl Closing {
+    const SHUTDOWN: Closing = Closing::Send {
+        code: close_code::GOING_AWAY,
+        reason: "server shutting down",
+        why: DisconnectReason::ServerShutdown,
+    };
+
+    async fn finish<S>(self, sink: &mut S) -> DisconnectReason
+    where
+        S: Sink<Message, Error = axum::Error> + Unpin,
+    {
+        match self {
+            Closing::Send { code, reason, why } => {
+                close(sink, code, reason).await;
+                why
+            }
+            Closing::Answer => {
+                answer_close(sink).await;
+                DisconnectReason::ClientClosed
+            }
+            Closing::Dropped(why) => why,
+        }
+    }
+}
+
+/// Sends what the reader asked for; the reader ending means the client closed or vanished.
+async fn forward<S>(
+    sink: &mut S,
+    outgoing: Option<Outgoing>,
+    session: &Session,
+    settings: ListenerSettings,
+) -> Result<(), Closing>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    match outgoing {
+        Some(Outgoing::Text(text)) => send_text(sink, text, session, settings)
+            .await
+            .map_err(Closing::Dropped),
+        Some(Outgoing::Close { code, reason, why }) => Err(Closing::Send { code, reason, why }),
+        None => Err(Closing::Answer),
+    }
+}
+
+/// The server's keep-alive ping, or the idle close when the client has sent nothing for too long.
+async fn ping<S>(
+    sink: &mut S,
+    activity: &Activity,
+    session: &Session,
+    settings: ListenerSettings,
+) -> Result<(), Closing>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    if activity.idle_for() >= settings.idle_timeout {
+        return Err(Closing::Send {
+            code: close_code::GOING_AWAY,
+            reason: "idle timeout",
+            why: DisconnectReason::IdleTimeout,
+        });
+    }
+    send_within(
+        sink,
+        Message::Ping(Default::default()),
+        settings.send_timeout,
+        session,
+    )
+    .await
+    .map_err(Closing::Dropped)
+}
+
+/// The frame to send next and its extra flags, `None` when there is nothing to send (a duplicate
+/// of the start-up frame); a listener that lagged skips to the newest frame, and one that lags
+/// too often is closed.
+fn next_frame(
+    received: Result<Frame, broadcast::error::RecvError>,
+    frames: &mut broadcast::Receiver<Frame>,
+    delivery: &Delivery<'_>,
+    lag: &mut LagWindow,
+    session: &Session,
+    settings: ListenerSettings,
+) -> Result<Option<(Frame, u16)>, Closing> {
+    let hub = &session.station;
+    match received {
+        // Already sent as the start-up frame.
+        Ok(frame)
+            if delivery
+                .last_sequence
+                .is_some_and(|last| frame.sequence <= last) =>
+        {
+            Ok(None)
+        }
+        Ok(frame) => Ok(Some((frame, 0))),
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            // Fell behind: jump to the newest frame and say so.
+            let (newest, skipped) = newest_frame(frames);
+            hub.metrics.dropped_lagged.increment(missed + skipped);
+            hub.stats
+                .dropped
+                .fetch_add(missed + skipped, Ordering::Relaxed);
+            if lag.skipped(Instant::now(), settings.max_lag_skips_per_minute) {
+                return Err(Closing::Send {
+                    code: close_code::POLICY_VIOLATION,
+                    reason: "too slow: cannot keep up with the live stream",
+                    why: DisconnectReason::PersistentLag,
+                });
+            }
+            Ok(newest.map(|frame| (frame, FLAG_DISCONTINUITY)))
+        }
+        Err(broadcast::error::RecvError::Closed) => Err(Closing::Send {
+            code: close_code::GOING_AWAY,
+            reason: "station stopped",
+            why: DisconnectReason::ServerShutdown,
+        }),
     }
 }
 

@@ -267,6 +267,158 @@ fn gpu_block(table: &VoiceTable, voice_offset: usize, out_offset: usize) -> GpuB
     }
 }
 
+/// The shader's bind-group layout and its two pipelines: segment ends, then the per-sample pass.
+fn compile_pipelines(
+    device: &wgpu::Device,
+) -> (
+    wgpu::BindGroupLayout,
+    wgpu::ComputePipeline,
+    wgpu::ComputePipeline,
+) {
+    let module = device.create_shader_module(wgpu::include_wgsl!("../../shaders/render.wgsl"));
+    let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("render bindings"),
+        entries: &[
+            entry(0, storage(true)),
+            entry(1, storage(true)),
+            entry(2, storage(false)),
+            entry(3, storage(false)),
+            entry(4, wgpu::BufferBindingType::Uniform),
+        ],
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some("render layout"),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let pipeline_for = |entry_point: &str| {
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry_point),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(entry_point),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+    };
+    let segments = pipeline_for("segments");
+    let render = pipeline_for("render");
+    (layout, segments, render)
+}
+
+/// Every buffer the renderer holds, sized once for `max_stations` blocks of `max_frames`.
+struct Buffers {
+    blocks: wgpu::Buffer,
+    voices: wgpu::Buffer,
+    output: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    /// A slot per voice segment: the largest.
+    segments: wgpu::Buffer,
+    params: wgpu::Buffer,
+}
+
+impl Buffers {
+    fn new(device: &wgpu::Device, max_stations: usize, max_frames: usize, slots: u32) -> Self {
+        let output_bytes = (max_stations * max_frames * CHANNELS * 4) as u64;
+        let buffer = |label: &str, size: u64, usage: wgpu::BufferUsages| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let input = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        Self {
+            blocks: device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("blocks"),
+                contents: bytemuck::cast_slice(&vec![GpuBlock::default(); max_stations]),
+                usage: input,
+            }),
+            voices: device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("voices"),
+                contents: bytemuck::cast_slice(&vec![
+                    GpuVoice::default();
+                    max_stations * MAX_VOICES
+                ]),
+                usage: input,
+            }),
+            output: buffer(
+                "output",
+                output_bytes,
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            staging: buffer(
+                "staging",
+                output_bytes,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+            segments: buffer(
+                "segments",
+                (max_stations * MAX_VOICES) as u64 * u64::from(slots) * SEGMENT_BYTES,
+                wgpu::BufferUsages::STORAGE,
+            ),
+            params: device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::bytes_of(&GpuParams {
+                    segment_slots: slots,
+                    _pad: [0; 3],
+                }),
+                usage: wgpu::BufferUsages::UNIFORM,
+            }),
+        }
+    }
+
+    /// Bindings 0 to 4 of the shader, in its order.
+    fn bind_group(&self, device: &wgpu::Device, layout: &wgpu::BindGroupLayout) -> wgpu::BindGroup {
+        let bound = [
+            &self.blocks,
+            &self.voices,
+            &self.output,
+            &self.segments,
+            &self.params,
+        ];
+        let entries: Vec<wgpu::BindGroupEntry> = bound
+            .iter()
+            .enumerate()
+            .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                binding: binding as u32,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("render bindings"),
+            layout,
+            entries: &entries,
+        })
+    }
+
+    fn allocated_bytes(&self) -> u64 {
+        [
+            &self.blocks,
+            &self.voices,
+            &self.output,
+            &self.staging,
+            &self.segments,
+            &self.params,
+        ]
+        .iter()
+        .map(|b| b.size())
+        .sum()
+    }
+}
+
 /// Renders batches of voice tables on a GPU.
 pub struct GpuRenderer {
     device: wgpu::Device,
@@ -327,132 +479,22 @@ impl GpuRenderer {
             }
         });
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::include_wgsl!("../../shaders/render.wgsl"));
-        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let uniform = wgpu::BindGroupLayoutEntry {
-            binding: 4,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("render bindings"),
-            entries: &[
-                storage(0, true),
-                storage(1, true),
-                storage(2, false),
-                storage(3, false),
-                uniform,
-            ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("render layout"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline_for = |entry_point: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry_point),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(entry_point),
-                compilation_options: Default::default(),
-                cache: None,
-            })
-        };
-        let segments_pipeline = pipeline_for("segments");
-        let pipeline = pipeline_for("render");
+        let (layout, segments_pipeline, pipeline) = compile_pipelines(&device);
         let max_stations = max_stations.max(1);
-        let output_bytes = (max_stations * max_frames * CHANNELS * 4) as u64;
-        let buffer = |label: &str, size: u64, usage: wgpu::BufferUsages| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
-        let blocks = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("blocks"),
-            contents: bytemuck::cast_slice(&vec![GpuBlock::default(); max_stations]),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        });
-        let voices = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("voices"),
-            contents: bytemuck::cast_slice(&vec![GpuVoice::default(); max_stations * MAX_VOICES]),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        });
-        let output = buffer(
-            "output",
-            output_bytes,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        );
-        let staging = buffer(
-            "staging",
-            output_bytes,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
         let slots = segment_slots(max_frames);
-        let segments = buffer(
-            "segments",
-            (max_stations * MAX_VOICES) as u64 * slots as u64 * SEGMENT_BYTES,
-            wgpu::BufferUsages::STORAGE,
-        );
-        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytemuck::bytes_of(&GpuParams {
-                segment_slots: slots,
-                _pad: [0; 3],
-            }),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("render bindings"),
-            layout: &layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: blocks.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: voices.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: output.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: segments.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 4,
-                    resource: params.as_entire_binding(),
-                },
-            ],
-        });
+        let buffers = Buffers::new(&device, max_stations, max_frames, slots);
+        let bind_group = buffers.bind_group(&device, &layout);
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Validation(error.to_string()));
         }
-        // Every buffer this renderer holds (segments is the largest: a slot per voice segment).
-        let allocated_bytes = [&blocks, &voices, &output, &staging, &segments, &params]
-            .iter()
-            .map(|b| b.size())
-            .sum();
+        let allocated_bytes = buffers.allocated_bytes();
+        let Buffers {
+            blocks,
+            voices,
+            output,
+            staging,
+            ..
+        } = buffers;
         Ok(Self {
             device,
             queue,
@@ -542,6 +584,36 @@ impl GpuRenderer {
         if let Some(message) = self.lost.lock().ok().and_then(|l| l.clone()) {
             return Err(GpuError::DeviceLost(message));
         }
+        let longest = self.check_batch(tables, outs)?;
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let submit_started = Instant::now();
+        // Validation errors of the writes and the submission are caught here, not by wgpu's
+        // default handler (which panics).
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let staged = self.stage(tables, outs);
+        let submission = staged.map(|out_bytes| {
+            (
+                self.submit(tables.len() as u32, longest, out_bytes),
+                out_bytes,
+            )
+        });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Validation(error.to_string()));
+        }
+        let (submission, out_bytes) = submission?;
+        let started = Instant::now();
+        self.read_back(submission, out_bytes, outs, deadline)?;
+        self.last_timing = BatchTiming {
+            submit: started.saturating_duration_since(submit_started),
+            readback: started.elapsed(),
+        };
+        Ok(())
+    }
+
+    /// The longest block of a batch this renderer can take, or why it cannot.
+    fn check_batch(&self, tables: &[&VoiceTable], outs: &[&mut [f32]]) -> Result<u32, GpuError> {
         if tables.len() != outs.len() {
             return Err(GpuError::OutputSize);
         }
@@ -554,10 +626,12 @@ impl GpuRenderer {
                 max_frames: self.max_frames,
             });
         }
-        if tables.is_empty() {
-            return Ok(());
-        }
-        let submit_started = Instant::now();
+        Ok(longest as u32)
+    }
+
+    /// Converts the tables into the shader's blocks and voices (in the reused scratch vectors)
+    /// and writes them to the GPU; returns the bytes of output they produce.
+    fn stage(&mut self, tables: &[&VoiceTable], outs: &[&mut [f32]]) -> Result<u64, GpuError> {
         self.block_scratch.clear();
         self.voice_scratch.clear();
         let mut out_offset = 0;
@@ -574,14 +648,17 @@ impl GpuRenderer {
                 .extend(table.voices().iter().map(|v| gpu_voice(v, block)));
             out_offset += out.len();
         }
-        let out_bytes = (out_offset * 4) as u64;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         self.queue
             .write_buffer(&self.blocks, 0, bytemuck::cast_slice(&self.block_scratch));
         if !self.voice_scratch.is_empty() {
             self.queue
                 .write_buffer(&self.voices, 0, bytemuck::cast_slice(&self.voice_scratch));
         }
+        Ok((out_offset * 4) as u64)
+    }
+
+    /// Encodes both passes and the copy into the staging buffer, and submits them.
+    fn submit(&self, blocks: u32, longest: u32, out_bytes: u64) -> wgpu::SubmissionIndex {
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -608,17 +685,20 @@ impl GpuRenderer {
             });
             pass.set_pipeline(&self.pipeline);
             pass.set_bind_group(0, &self.bind_group, &[]);
-            pass.dispatch_workgroups(
-                (longest as u32).div_ceil(WORKGROUP_FRAMES),
-                tables.len() as u32,
-                1,
-            );
+            pass.dispatch_workgroups(longest.div_ceil(WORKGROUP_FRAMES), blocks, 1);
         }
         encoder.copy_buffer_to_buffer(&self.output, 0, &self.staging, 0, out_bytes);
-        let submission = self.queue.submit([encoder.finish()]);
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Validation(error.to_string()));
-        }
+        self.queue.submit([encoder.finish()])
+    }
+
+    /// Waits at most `deadline` for the batch, then copies each block out of the staging buffer.
+    fn read_back(
+        &mut self,
+        submission: wgpu::SubmissionIndex,
+        out_bytes: u64,
+        outs: &mut [&mut [f32]],
+        deadline: Duration,
+    ) -> Result<(), GpuError> {
         let slice = self.staging.slice(..out_bytes);
         let (mapped_tx, mapped_rx) = mpsc::sync_channel(1);
         slice.map_async(wgpu::MapMode::Read, move |result| {
@@ -659,10 +739,6 @@ impl GpuRenderer {
             }
         }
         self.staging.unmap();
-        self.last_timing = BatchTiming {
-            submit: started.saturating_duration_since(submit_started),
-            readback: started.elapsed(),
-        };
         Ok(())
     }
 }
