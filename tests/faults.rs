@@ -86,31 +86,13 @@ async fn sigterm_drains_listeners_with_1001_and_exits_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    let stderr = child.stderr.take().expect("stderr piped");
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut sent = false;
-        // Keep draining after the address so the server never blocks on a full pipe.
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if sent {
-                continue;
-            }
-            if let Some(rest) = line.split("auralis listening: ws://").nth(1) {
-                let addr = rest.split("/ws").next().unwrap_or_default().to_string();
-                sent = addr_tx.send(addr).is_ok();
-            }
-        }
+    let announced = announced_address(&mut child, |line| {
+        let rest = line.split("auralis listening: ws://").nth(1)?;
+        Some(rest.split("/ws").next()?.to_string())
     });
-    let addr = match addr_rx.recv_timeout(PATIENCE) {
-        Ok(addr) => addr,
-        Err(e) => {
-            let _ = child.kill();
-            panic!("the server did not report its address: {e}");
-        }
+    let Some(addr) = announced else {
+        let _ = child.kill();
+        panic!("the server did not report its address");
     };
     let url = format!("ws://{addr}/ws");
     let mut listeners = Vec::new();

@@ -73,35 +73,16 @@ impl Prometheus {
             .stderr(Stdio::piped())
             .spawn()
             .expect("prometheus starts");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            let mut sent = false;
-            // Keep draining after the address so Prometheus never blocks on a full pipe.
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if sent || !line.contains("msg=\"Listening on\"") {
-                    continue;
-                }
-                let bound = line
-                    .split("address=")
-                    .nth(1)
-                    .and_then(|a| a.split_whitespace().next())
-                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
-                if let Some(bound) = bound {
-                    sent = addr_tx.send(bound).is_ok();
-                }
+        let announced = announced_address(&mut child, |line| {
+            if !line.contains("msg=\"Listening on\"") {
+                return None;
             }
+            let address = line.split("address=").nth(1)?.split_whitespace().next()?;
+            address.parse::<std::net::SocketAddr>().ok()
         });
-        let addr = match addr_rx.recv_timeout(PATIENCE) {
-            Ok(addr) => addr,
-            Err(e) => {
-                let _ = child.kill();
-                panic!("prometheus did not report its address: {e}");
-            }
+        let Some(addr) = announced else {
+            let _ = child.kill();
+            panic!("prometheus did not report its address");
         };
         Self { child, dir, addr }
     }

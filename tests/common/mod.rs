@@ -51,6 +51,32 @@ pub fn required_tool<T>(found: Option<T>, what: &str, install: &str) -> Option<T
     found
 }
 
+/// The address a child process announces on its stderr: `find` picks it out of a line. Waits up
+/// to `PATIENCE`; the pipe keeps being drained afterwards so the child never blocks on it.
+/// `None` when no line announced one in time.
+pub fn announced_address<T: Send + 'static>(
+    child: &mut std::process::Child,
+    find: impl Fn(&str) -> Option<T> + Send + 'static,
+) -> Option<T> {
+    let stderr = child.stderr.take()?;
+    let (found_tx, found_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if !sent {
+                if let Some(found) = find(&line) {
+                    sent = found_tx.send(found).is_ok();
+                }
+            }
+        }
+    });
+    found_rx.recv_timeout(PATIENCE).ok()
+}
+
 /// Polls `/metrics` until `series` has `value`; panics with the last value after `PATIENCE`.
 pub async fn wait_for_metric(server: &TestServer, series: &str, value: f64) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
