@@ -400,7 +400,7 @@ fn start_stations(
         stop,
     };
     let (inputs, ends) = station_inputs(config, &plan)?;
-    let engines = spawn_engines(config, inputs, gpu)?;
+    let engines = spawn_engines(config, inputs, gpu, plan.first_deadline)?;
     let per_station = engines.iter().flat_map(|engine| {
         engine
             .stations()
@@ -461,6 +461,7 @@ fn spawn_engines(
     config: &Config,
     inputs: Vec<StationInput>,
     gpu: Option<Box<dyn BatchRenderer>>,
+    first_release: Instant,
 ) -> Result<Vec<SynthesisThread>, ServerError> {
     let thread_error = |station: &str| {
         let station = station.to_string();
@@ -471,6 +472,7 @@ fn spawn_engines(
             inputs,
             renderer,
             metrics::GpuMetrics::new(),
+            first_release.into_std(),
         )
         .map_err(thread_error("all"))?]),
         None => config

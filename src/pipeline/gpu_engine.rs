@@ -22,7 +22,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::synthesis::{StationInput, StationWork, SynthesisThread};
-use crate::clock::unix_nanos;
 use crate::synth::batch::{BatchRenderer, Rebuild};
 use crate::synth::gpu::GpuError;
 use crate::synth::VoiceTable;
@@ -32,15 +31,17 @@ use crate::telemetry::metrics::GpuMetrics;
 /// second and doubles).
 const GPU_RETRY_MAX: Duration = Duration::from_secs(60);
 const GPU_RETRY_FIRST: Duration = Duration::from_secs(1);
-/// Kept free of the GPU deadline for waking up, publishing and the pacer's own lateness.
-const SCHEDULING_MARGIN: Duration = Duration::from_millis(10);
+/// Kept free of the GPU deadline for waking up, publishing, preemption on a busy machine and the
+/// pacer's own lateness.
+const SCHEDULING_MARGIN: Duration = Duration::from_millis(30);
 /// Below this, a GPU batch could not finish anyway: render on the CPU directly.
 const MIN_GPU_DEADLINE: Duration = Duration::from_millis(2);
 /// The CPU estimate covers this many times the slowest block measured.
 const CPU_SAFETY_FACTOR: u32 = 2;
 
 /// Starts one synthesis thread for every station, rendering all blocks that are due in one
-/// batch on `renderer`.
+/// batch on `renderer`. `first_release` is when the pacers release the stations' start position
+/// (on the monotonic clock, as the pacers keep time): the engine's deadlines count from it.
 ///
 /// # Errors
 /// The OS refused to create the thread.
@@ -48,13 +49,14 @@ pub fn spawn_gpu(
     stations: Vec<StationInput>,
     renderer: Box<dyn BatchRenderer>,
     metrics: GpuMetrics,
+    first_release: Instant,
 ) -> std::io::Result<SynthesisThread> {
     let mut works: Vec<StationWork> = stations.into_iter().map(StationWork::new).collect();
     let shared = works.iter().map(|w| Arc::clone(&w.shared)).collect();
     let cpu_block = calibrate_cpu_block(&mut works);
     let handle = thread::Builder::new()
         .name("synth-gpu".to_string())
-        .spawn(move || Engine::new(works, renderer, metrics, cpu_block).run())?;
+        .spawn(move || Engine::new(works, renderer, metrics, cpu_block, first_release).run())?;
     Ok(SynthesisThread {
         stations: shared,
         handle: Some(handle),
@@ -69,9 +71,15 @@ fn calibrate_cpu_block(works: &mut [StationWork]) -> Duration {
         return Duration::ZERO;
     };
     let mut scratch = vec![0.0f32; work.settings.chunk_frames * crate::synth::CHANNELS];
-    let started = Instant::now();
-    let _ = work.synth.render(work.next, &mut scratch);
-    started.elapsed()
+    // Twice, keeping the slower: the first also pays for cold caches.
+    (0..2)
+        .map(|_| {
+            let started = Instant::now();
+            let _ = work.synth.render(work.next, &mut scratch);
+            started.elapsed()
+        })
+        .max()
+        .unwrap_or_default()
 }
 
 /// The slowest CPU render of a block seen lately, decaying slowly so one outlier does not shrink
@@ -116,6 +124,8 @@ struct Engine {
     last_error: GpuError,
     busy_since: Instant,
     busy: Duration,
+    /// When the pacers release the start position: the origin of every block's release time.
+    first_release: Instant,
 }
 
 /// How one batch went.
@@ -124,6 +134,9 @@ enum BatchOutcome {
     Gpu,
     /// The CPU must render them: the GPU failed now (`Some`) or is still backing off (`None`).
     Fallback(Option<GpuError>),
+    /// Too little time was left to try the GPU: the CPU renders them, the GPU is not at fault
+    /// (no back-off; the blocks count as `timeout` fallbacks).
+    NoTime,
 }
 
 impl Engine {
@@ -132,6 +145,7 @@ impl Engine {
         renderer: Box<dyn BatchRenderer>,
         mut metrics: GpuMetrics,
         cpu_block: Duration,
+        first_release: Instant,
     ) -> Self {
         describe(&mut metrics, renderer.as_ref());
         let stations = works.len();
@@ -149,6 +163,7 @@ impl Engine {
             last_error: GpuError::DeviceLost(String::new()),
             busy_since: Instant::now(),
             busy: Duration::ZERO,
+            first_release,
         }
     }
 
@@ -168,9 +183,19 @@ impl Engine {
             self.compose_due();
             let outcome = self.render_batch();
             let on_gpu = matches!(outcome, BatchOutcome::Gpu);
-            if let BatchOutcome::Fallback(error) = outcome {
-                self.note_failure(error);
-                self.render_on_cpu();
+            match outcome {
+                BatchOutcome::Gpu => {}
+                BatchOutcome::Fallback(error) => {
+                    self.note_failure(error);
+                    self.render_on_cpu();
+                }
+                BatchOutcome::NoTime => {
+                    let no_time = GpuError::Timeout(Duration::ZERO);
+                    for (i, _) in &self.composed {
+                        self.works[*i].shared.count_fallback(&no_time);
+                    }
+                    self.render_on_cpu();
+                }
             }
             let batch = started.elapsed();
             self.busy += batch;
@@ -247,7 +272,7 @@ impl Engine {
             )));
         };
         if deadline < MIN_GPU_DEADLINE {
-            return BatchOutcome::Fallback(Some(GpuError::Timeout(deadline)));
+            return BatchOutcome::NoTime;
         }
         let tables: Vec<&VoiceTable> = self
             .composed
@@ -271,21 +296,25 @@ impl Engine {
     /// How long this batch may wait for the GPU: until the emptiest due ring runs dry, less the
     /// CPU time to render every due block should the GPU not answer, less a margin.
     fn gpu_deadline(&self) -> Duration {
-        let now = unix_nanos();
-        let budget_nanos = self
+        let now = Instant::now();
+        let budget = self
             .composed
             .iter()
             .map(|(i, _)| {
                 let work = &self.works[*i];
-                // The pacer releases position p at p / sample_rate on the wall clock: the block
-                // being rendered now is needed then.
-                let release = u128::from(work.next) * work.settings.chunk_period.as_nanos()
+                // The pacer releases the block being rendered now at the first release plus its
+                // distance from the start position, on the monotonic clock (a step of the wall
+                // clock moves neither).
+                let frames = work.next.saturating_sub(work.settings.start_position);
+                let after_first = u128::from(frames) * work.settings.chunk_period.as_nanos()
                     / work.settings.chunk_frames.max(1) as u128;
-                (release.min(u128::from(u64::MAX)) as u64).saturating_sub(now)
+                let release = self.first_release
+                    + Duration::from_nanos(after_first.min(u128::from(u64::MAX)) as u64);
+                release.saturating_duration_since(now)
             })
             .min()
-            .unwrap_or(0);
-        Duration::from_nanos(budget_nanos)
+            .unwrap_or_default();
+        budget
             .saturating_sub(self.cpu_block.for_blocks(self.composed.len()))
             .saturating_sub(SCHEDULING_MARGIN)
     }
@@ -354,8 +383,9 @@ impl Engine {
         let spawned = thread::Builder::new()
             .name("synth-gpu-rebuild".to_string())
             .spawn(move || {
-                drop(old);
                 let _ = ready_tx.send(rebuild());
+                // Last: tearing a hung device down may block, and must not delay the new one.
+                drop(old);
             });
         if spawned.is_ok() {
             self.renderer = Renderer::Rebuilding(ready_rx);
@@ -376,9 +406,9 @@ impl Engine {
                 self.retry_wait = GPU_RETRY_FIRST;
             }
             Ok(Err(error)) => {
+                // The loss that started the rebuild already doubled the back-off.
                 self.renderer = Renderer::Failed;
                 self.retry_at = Some(Instant::now() + self.retry_wait);
-                self.retry_wait = (self.retry_wait * 2).min(GPU_RETRY_MAX);
                 self.last_error = error;
             }
             Err(mpsc::TryRecvError::Empty) => {}

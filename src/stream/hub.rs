@@ -18,8 +18,10 @@ use crate::synth::Backend;
 use crate::telemetry::live::LiveStats;
 use crate::telemetry::metrics::StationMetrics;
 
-/// Chunk periods without a release after which a station no longer counts as ready.
+/// Chunk periods without a release after which a station no longer counts as ready...
 pub const STALE_RELEASE_CHUNKS: u32 = 10;
+/// ...and never less than this, so short chunks do not make readiness flap on a brief stall.
+pub const STALE_RELEASE_MIN: Duration = Duration::from_secs(1);
 
 /// One encoded chunk, as released by the pacer.
 #[derive(Clone, Debug)]
@@ -183,7 +185,8 @@ impl StationHub {
         self.stats.live.load(Ordering::Acquire)
     }
 
-    /// True when the pacer has released a chunk within the last [`STALE_RELEASE_CHUNKS`] periods:
+    /// True when the pacer has released a chunk within the last [`STALE_RELEASE_CHUNKS`] periods
+    /// (at least [`STALE_RELEASE_MIN`]):
     /// what readiness follows, so a pacer that died or hangs takes the station out of rotation.
     pub fn is_releasing(&self, now: Instant) -> bool {
         if !self.is_live() {
@@ -193,6 +196,7 @@ impl StationHub {
         let age = now
             .saturating_duration_since(self.created)
             .saturating_sub(last);
-        age <= Duration::from_millis(u64::from(self.chunk_ms)) * STALE_RELEASE_CHUNKS
+        let stale = Duration::from_millis(u64::from(self.chunk_ms)) * STALE_RELEASE_CHUNKS;
+        age <= stale.max(STALE_RELEASE_MIN)
     }
 }

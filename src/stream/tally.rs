@@ -1,13 +1,17 @@
 //! One listener's delivery figures, summed locally and flushed about once a second.
 //!
 //! Per chunk and listener, the only work left is the send: counting a chunk and its bytes, and
-//! keeping its delivery and jitter samples, touch nothing shared. Every [`FLUSH_CHUNKS`] chunks,
-//! and when the session ends (on drop, whatever ended it), the tally adds its counts to the
+//! keeping its delivery and jitter samples, touch nothing shared. Every [`FLUSH_CHUNKS`] chunks or
+//! second, whichever comes first, and when the session ends (on drop, whatever ended it), the
+//! tally adds its counts to the
 //! station's totals and its samples to the histograms, grouped so that samples falling into the
 //! same bucket cost one update. Figures on `/metrics` and the dashboard therefore trail a
 //! listener by at most a second.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::hub::StationHub;
 use crate::telemetry::live::LiveHistogram;
@@ -15,6 +19,8 @@ use crate::telemetry::metrics::{DELIVERY_BUCKETS, JITTER_BUCKETS};
 
 /// Chunks between flushes: one second at the default 100 ms chunks.
 pub const FLUSH_CHUNKS: usize = 10;
+/// Longest time between flushes, whatever the chunk length.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Samples kept between flushes, in seconds.
 #[derive(Debug)]
@@ -65,6 +71,7 @@ impl Samples {
 /// A listener's figures since the last flush.
 pub struct DeliveryTally<'a> {
     hub: &'a StationHub,
+    last_flush: Instant,
     chunks: u64,
     bytes: u64,
     delivery: Samples,
@@ -75,6 +82,7 @@ impl<'a> DeliveryTally<'a> {
     pub fn new(hub: &'a StationHub) -> Self {
         Self {
             hub,
+            last_flush: Instant::now(),
             chunks: 0,
             bytes: 0,
             delivery: Samples::new(),
@@ -82,8 +90,15 @@ impl<'a> DeliveryTally<'a> {
         }
     }
 
-    /// Counts one chunk written to the listener, with its delivery and jitter samples if any.
-    pub fn chunk_sent(&mut self, bytes: u64, delivery: Option<f64>, jitter: Option<f64>) {
+    /// Counts one chunk written to the listener at `now`, with its delivery and jitter samples
+    /// if any.
+    pub fn chunk_sent(
+        &mut self,
+        now: Instant,
+        bytes: u64,
+        delivery: Option<f64>,
+        jitter: Option<f64>,
+    ) {
         self.chunks += 1;
         self.bytes += bytes;
         if let Some(seconds) = delivery {
@@ -92,7 +107,9 @@ impl<'a> DeliveryTally<'a> {
         if let Some(seconds) = jitter {
             self.jitter.push(seconds);
         }
-        if self.chunks as usize >= FLUSH_CHUNKS {
+        let due = now.saturating_duration_since(self.last_flush) >= FLUSH_INTERVAL;
+        if self.chunks as usize >= FLUSH_CHUNKS || due {
+            self.last_flush = now;
             self.flush();
         }
     }

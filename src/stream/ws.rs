@@ -444,7 +444,7 @@ where
         }
         Some(_) => None,
     };
-    delivery.tally.chunk_sent(len, delivered, jitter);
+    delivery.tally.chunk_sent(now, len, delivered, jitter);
     delivery.regular_intervals = delivery.last_write.is_some() && extra_flags == 0;
     delivery.last_write = Some(now);
     delivery.last_sequence = Some(frame.sequence);

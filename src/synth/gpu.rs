@@ -727,19 +727,20 @@ impl GpuRenderer {
             self.staging.unmap();
             return Err(error);
         }
-        {
-            let data = slice
-                .get_mapped_range()
-                .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
-            let samples: &[f32] = bytemuck::cast_slice(&data);
-            let mut offset = 0;
-            for out in outs.iter_mut() {
-                out.copy_from_slice(&samples[offset..offset + out.len()]);
-                offset += out.len();
-            }
-        }
+        let copied = slice
+            .get_mapped_range()
+            .map(|data| {
+                let samples: &[f32] = bytemuck::cast_slice(&data);
+                let mut offset = 0;
+                for out in outs.iter_mut() {
+                    out.copy_from_slice(&samples[offset..offset + out.len()]);
+                    offset += out.len();
+                }
+            })
+            .map_err(|e| GpuError::DeviceLost(e.to_string()));
+        // Unmapped whatever happened: a buffer left mapped fails every later batch.
         self.staging.unmap();
-        Ok(())
+        copied
     }
 }
 
