@@ -493,13 +493,13 @@ async fn send_text<S>(
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let result = match timeout(settings.send_timeout, sink.send(Message::Text(text.into()))).await {
-        Ok(Ok(())) => return Ok(()),
-        Ok(Err(_)) => DisconnectReason::SendError,
-        Err(_) => DisconnectReason::SendTimeout,
-    };
-    session.station.count_send_error();
-    Err(result)
+    send_within(
+        sink,
+        Message::Text(text.into()),
+        settings.send_timeout,
+        session,
+    )
+    .await
 }
 
 async fn close<S>(sink: &mut S, code: u16, reason: &'static str)
