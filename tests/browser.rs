@@ -271,7 +271,13 @@ async fn chromium_plays_the_stream_reports_stats_and_survives_a_restart() {
         number(&heard, "nonSilentFrames") >= 4.0 * rate,
         "the worklet rendered seconds of non-silent audio: {heard}"
     );
-    assert_eq!(number(&heard, "underruns"), 0.0, "{heard}");
+    // Underruns right after the page's main thread was blocked (a starved machine) are the tab's;
+    // the stream itself must cause none.
+    assert_eq!(
+        number(&heard, "underruns") - number(&heard, "tabUnderruns"),
+        0.0,
+        "{heard}"
+    );
     assert_eq!(number(&heard, "gaps"), 0.0, "{heard}");
     assert!(number(&heard, "statsSent") >= 3.0, "{heard}");
     println!(

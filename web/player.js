@@ -15,6 +15,8 @@ const BACKOFF_MAX_MS = 5000;
 const STABLE_MS = 3000; // a connection that streamed this long resets the backoff
 const POLL_MS = 100; // worklet counters: 10 reports a second
 const STALL_MS = 250; // the poll timer this late means the main thread was blocked
+const BLOCKED_MS = 40; // lateness of the poll timer worth remembering as a blocked main thread
+const BLOCKED_WINDOW_MS = 1000; // how long a blocked main thread explains an underrun
 const STATS_MS = 1000;
 const PING_MS = 2000;
 const STATIONS_MS = 10000;
@@ -41,6 +43,7 @@ const auralis = {
   discontinuities: 0,
   serverFills: 0, // frames flagged underrun_fill
   underruns: 0, // playback underruns counted by the worklet
+  tabUnderruns: 0, // of those, the ones that followed this page's main thread being blocked
   renderedFrames: 0, // frames the worklet output while playing
   nonSilentFrames: 0, // frames the worklet output with |sample| > 1e-4
   statsSent: 0,
@@ -340,10 +343,13 @@ function startPlayback({ auto = false } = {}) {
     worklet: null,
     lastBeat: performance.now(), // last run of the poll timer
     stallUntil: 0,
+    blockedAt: -Infinity, // when the main thread last came back from being blocked
+    blockedMs: 0, // and for how long it was
+    tabUnderrunsShown: 0,
   };
   play = p;
   Object.assign(auralis, {
-    station: name, chunks: 0, gaps: 0, discontinuities: 0, serverFills: 0, underruns: 0, renderedFrames: 0,
+    station: name, chunks: 0, gaps: 0, discontinuities: 0, serverFills: 0, underruns: 0, tabUnderruns: 0, renderedFrames: 0,
     nonSilentFrames: 0, statsSent: 0, reconnects: 0, latencyMs: null, bufferMs: 0, targetMs: p.policy.targetMs,
     jitterMs: 0, driftPpm: 0, sharedMemory: shared, sampleRate: ctx.sampleRate, firstSoundMs: null,
     streamSampleRate: null, playbackRate: 1, lastSequence: null, kbps: null, skips: 0, duplicates: 0,
@@ -675,19 +681,36 @@ function poll(p) {
   // A late timer means the main thread was blocked: frames delivered in the same burst are
   // marked so they do not count as network jitter.
   const now = performance.now();
+  noteBlocked(p, now);
   if (now - p.lastBeat > POLL_MS + STALL_MS) p.stallUntil = now + 50;
   p.lastBeat = now;
   if (p.node) p.node.port.postMessage({ type: "poll", id: ++p.pollId });
 }
 
+/** Remembers how long the main thread was blocked, as far as the poll timer's lateness shows. */
+function noteBlocked(p, now) {
+  const lateMs = now - p.lastBeat - POLL_MS;
+  if (lateMs <= BLOCKED_MS) return;
+  const recent = now - p.blockedAt < BLOCKED_WINDOW_MS;
+  p.blockedMs = recent ? Math.max(p.blockedMs, lateMs) : lateMs;
+  p.blockedAt = now;
+}
+
 function onReport(p, m) {
   const now = performance.now();
+  noteBlocked(p, now);
   const dt = p.lastReportAt === null ? POLL_MS : now - p.lastReportAt;
   p.lastReportAt = now;
   p.worklet = m;
 
   if (m.underruns > p.workletUnderruns) {
-    for (let i = p.workletUnderruns; i < m.underruns; i++) p.policy.onUnderrun(now);
+    // The ring is fed from this thread: blocked for half the buffer target or more, it could not
+    // keep the worklet supplied whatever the network did. Such underruns are the tab's.
+    const tab = now - p.blockedAt < BLOCKED_WINDOW_MS && p.blockedMs >= p.policy.targetMs / 2;
+    for (let i = p.workletUnderruns; i < m.underruns; i++) {
+      if (tab) auralis.tabUnderruns++;
+      p.policy.onUnderrun(now);
+    }
     p.rateCtl.resync();
   }
   p.workletUnderruns = m.underruns;
@@ -729,7 +752,9 @@ function onReport(p, m) {
   if (p.conn && p.conn.welcomed) {
     if (m.playing && auralis.state !== "playing") setState("playing", p.playingNote);
     else if (!m.playing && auralis.state === "playing") {
-      setState("buffering", `underrun: rebuffering to ${Math.round(target)} ms`);
+      const why = auralis.tabUnderruns > p.tabUnderrunsShown ? " (this tab was busy)" : "";
+      p.tabUnderrunsShown = auralis.tabUnderruns;
+      setState("buffering", `underrun${why}: rebuffering to ${Math.round(target)} ms`);
     }
   }
   render();
