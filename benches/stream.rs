@@ -1,11 +1,15 @@
-//! Hot-path benchmarks: rendering one chunk on the CPU, encoding a frame, fanning out to N
-//! listeners. Run with `cargo bench --bench stream`; figures go to docs/perf.md.
+//! Hot-path benchmarks: rendering one chunk on the CPU, encoding it with each codec, and
+//! encoding once then fanning out to N listeners of mixed codecs (the encode cost does not grow
+//! with listeners). Run with `cargo bench --bench stream`; figures go to docs/perf.md.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
+use auralis::codec::{CodecSettings, PcmFormat, StationEncoders};
 use auralis::stream::hub::{Frame, StationHub};
-use auralis::stream::protocol::{encode_frame, Codec, FrameHeader, StreamFormat};
+use auralis::stream::protocol::{
+    encode_frame, frame_with_payload, Codec, CodecFrames, FrameHeader, StreamFormat,
+};
 use auralis::synth::{Backend, Score, Synth, CHANNELS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -44,15 +48,68 @@ fn cpu_render(c: &mut Criterion) {
     group.finish();
 }
 
-fn encode(c: &mut Criterion) {
-    let samples: Vec<f32> = (0..CHUNK_FRAMES * CHANNELS)
-        .map(|i| ((i as f32) * 0.001).sin() * 0.5)
-        .collect();
-    let mut group = c.benchmark_group("frame_encode");
-    group.throughput(Throughput::Bytes((CHUNK_FRAMES * CHANNELS * 2) as u64));
-    group.bench_function("pcm_s16le_100ms", |b| {
-        b.iter(|| black_box(encode_frame(&header(), black_box(&samples))))
+/// Ten seconds of the default station's music, chunk by chunk (codecs are measured on music).
+fn music() -> Vec<Vec<f32>> {
+    let mut synth = Synth::new(Score::new(1, SAMPLE_RATE), CHUNK_FRAMES);
+    (0..100u64)
+        .map(|k| {
+            let mut out = vec![0.0f32; CHUNK_FRAMES * CHANNELS];
+            synth.render(k * CHUNK_FRAMES as u64, &mut out).unwrap();
+            out
+        })
+        .collect()
+}
+
+fn encoders(offered: Vec<Codec>) -> StationEncoders {
+    let settings = CodecSettings {
+        offered,
+        ..CodecSettings::default()
+    };
+    let format = PcmFormat {
+        sample_rate: SAMPLE_RATE,
+        channels: CHANNELS as u8,
+        frames_per_chunk: CHUNK_FRAMES as u32,
+    };
+    StationEncoders::new(&settings, format).unwrap()
+}
+
+/// Every codec's frames for one chunk, as the pacer makes them.
+fn encode_all(
+    encoders: &mut StationEncoders,
+    scratch: &mut Vec<u8>,
+    samples: &[f32],
+) -> CodecFrames {
+    let mut frames = CodecFrames::default();
+    encoders.encode(samples, 0, scratch, |codec, payload, _| {
+        frames.set(
+            codec,
+            frame_with_payload(&header(), codec, payload.unwrap()),
+        );
     });
+    frames
+}
+
+fn encode(c: &mut Criterion) {
+    let chunks = music();
+    let mut group = c.benchmark_group("chunk_encode_100ms");
+    group.bench_function("pcm_s16le_frame", |b| {
+        let mut k = 0;
+        b.iter(|| {
+            k = (k + 1) % chunks.len();
+            black_box(encode_frame(&header(), black_box(&chunks[k])))
+        })
+    });
+    for codec in Codec::ALL {
+        let mut encoders = encoders(vec![codec]);
+        let mut scratch = Vec::new();
+        let mut k = 0;
+        group.bench_function(codec.name(), |b| {
+            b.iter(|| {
+                k = (k + 1) % chunks.len();
+                black_box(encode_all(&mut encoders, &mut scratch, &chunks[k]))
+            })
+        });
+    }
     group.finish();
 }
 
@@ -61,20 +118,19 @@ fn fan_out(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let bytes = encode_frame(&header(), &vec![0.1f32; CHUNK_FRAMES * CHANNELS]);
-    let mut group = c.benchmark_group("fan_out_one_chunk");
+    let chunks = music();
+    let mut encoders = encoders(Codec::ALL.to_vec());
+    let mut scratch = Vec::new();
+    let mut k = 0;
+    // Encode once per codec, then every listener takes its codec's frame (a third each).
+    let mut group = c.benchmark_group("encode_once_fan_out_one_chunk");
     for listeners in [1usize, 100, 1000] {
         let hub = Arc::new(StationHub::new(
             format!("bench-{listeners}"),
             1,
             Backend::Cpu,
-            StreamFormat {
-                codec: "pcm_s16le".into(),
-                sample_rate: SAMPLE_RATE,
-                channels: 2,
-                frames_per_chunk: CHUNK_FRAMES as u32,
-            },
-            100,
+            StreamFormat::pcm(SAMPLE_RATE, 2, CHUNK_FRAMES as u32),
+            encoders.setups().to_vec(),
             5,
             16,
         ));
@@ -84,15 +140,23 @@ fn fan_out(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(listeners), |b| {
             b.iter(|| {
                 sequence += 1;
+                k = (k + 1) % chunks.len();
                 hub.publish(Frame {
                     sequence,
                     position: sequence * CHUNK_FRAMES as u64,
                     flags: 0,
-                    bytes: bytes.clone(),
+                    frames: encode_all(&mut encoders, &mut scratch, &chunks[k]),
                     popped_at: runtime.block_on(async { tokio::time::Instant::now() }),
                 });
-                for rx in &mut receivers {
-                    black_box(rx.try_recv().unwrap());
+                for (i, rx) in receivers.iter_mut().enumerate() {
+                    let frame = rx.try_recv().unwrap();
+                    black_box(
+                        frame
+                            .frames
+                            .get(Codec::ALL[i % Codec::COUNT])
+                            .unwrap()
+                            .len(),
+                    );
                 }
             })
         });

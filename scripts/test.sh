@@ -23,9 +23,10 @@ done
 # JACK dummy sink the native-listener test plays into through ALSA; libasound2-plugins: ALSA's
 # `jack` PCM plugin (libasound_module_pcm_jack.so) that routes the listener into that sink;
 # mesa-vulkan-drivers: lavapipe, the Vulkan driver on the CPU that the GPU renderer's tests run on
-# where no GPU exists. (python3, which reads the advisory snapshot, comes with the machine's
+# where no GPU exists; cmake: builds the bundled libopus; ffmpeg: the independent Opus decoder the
+# codec tests check the stream against. (python3, which reads the advisory snapshot, comes with the machine's
 # toolchain image.)
-packages=(curl chromium prometheus prometheus-alertmanager libasound2-dev libasound2-plugins pkg-config jackd2 mesa-vulkan-drivers)
+packages=(cmake ffmpeg curl chromium prometheus prometheus-alertmanager libasound2-dev libasound2-plugins pkg-config jackd2 mesa-vulkan-drivers)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::codec::{Codec, CodecSettings, OPUS_BITRATE_RANGE};
 use crate::edge::tokens::{TokenPolicy, WeakSecret};
 use crate::synth::params::Preset;
 
@@ -17,18 +18,63 @@ pub use crate::synth::BackendChoice;
 
 /// One station: a name listeners pick, the seed its music grows from, and optionally a preset
 /// to start with (otherwise the seed picks key, mode and tempo of the `focus` preset).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StationConfig {
     pub name: String,
     pub seed: u64,
     pub preset: Option<Preset>,
+    /// Codecs this station offers, first the default (otherwise the server's `--codecs`).
+    pub codecs: Option<Vec<Codec>>,
+    /// This station's Opus bit rate (otherwise the server's `--opus-bitrate`).
+    pub opus_bitrate: Option<u32>,
+}
+
+impl StationConfig {
+    /// The station's codec settings: its own where it has them, else the server's.
+    pub fn codec_settings(&self, server: &CodecSettings) -> CodecSettings {
+        CodecSettings {
+            offered: self
+                .codecs
+                .clone()
+                .unwrap_or_else(|| server.offered.clone()),
+            opus_bitrate: self.opus_bitrate.unwrap_or(server.opus_bitrate),
+        }
+    }
+}
+
+/// A codec list (`opus,flac,pcm_s16le`): known names, none twice, at least one.
+///
+/// # Errors
+/// [`ConfigError::BadCodecs`] naming what is wrong.
+pub fn parse_codecs(list: &str) -> Result<Vec<Codec>, ConfigError> {
+    let bad = |why: String| ConfigError::BadCodecs(why);
+    let mut codecs = Vec::new();
+    for name in list
+        .split([',', '+'])
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let codec = Codec::parse(name).ok_or_else(|| bad(format!("unknown codec {name:?}")))?;
+        if codecs.contains(&codec) {
+            return Err(bad(format!("{name:?} named twice")));
+        }
+        codecs.push(codec);
+    }
+    if codecs.is_empty() {
+        return Err(bad("no codec named".to_string()));
+    }
+    Ok(codecs)
 }
 
 /// A station specification on the command line is not `NAME=SEED`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("station {0:?}: expected NAME=SEED or NAME=SEED:PRESET (name: letters, digits, '-' or '_'; seed: an unsigned integer; preset: ambient, focus, pulse or night)")]
+    #[error("station {0:?}: expected NAME=SEED[:PRESET][/codecs=C+C][/opus_bitrate=BPS] (name: letters, digits, '-' or '_'; seed: an unsigned integer; preset: ambient, focus, pulse or night; codecs: opus, flac, pcm_s16le)")]
     BadStation(String),
+    #[error("codecs: {0} (known: opus, flac, pcm_s16le)")]
+    BadCodecs(String),
+    #[error("Opus bit rate must be between 6000 and 510000 bit/s (got {0})")]
+    BadOpusBitrate(u32),
     #[error("at most {MAX_STATIONS} stations (got {0})")]
     TooManyStations(usize),
     #[error("duplicate station name {0:?}")]
@@ -96,7 +142,19 @@ impl std::str::FromStr for StationConfig {
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let bad = || ConfigError::BadStation(spec.to_string());
-        let (name, seed) = spec.split_once('=').ok_or_else(bad)?;
+        let mut parts = spec.split('/');
+        let head = parts.next().unwrap_or_default();
+        let (mut codecs, mut opus_bitrate) = (None, None);
+        for option in parts {
+            match option.split_once('=') {
+                Some(("codecs", list)) => codecs = Some(parse_codecs(list)?),
+                Some(("opus_bitrate", bps)) => {
+                    opus_bitrate = Some(bps.trim().parse().map_err(|_| bad())?);
+                }
+                _ => return Err(bad()),
+            }
+        }
+        let (name, seed) = head.split_once('=').ok_or_else(bad)?;
         let valid_name = !name.is_empty()
             && name.len() <= 64
             && name
@@ -114,6 +172,8 @@ impl std::str::FromStr for StationConfig {
             name: name.to_string(),
             seed,
             preset,
+            codecs,
+            opus_bitrate,
         })
     }
 }
@@ -173,6 +233,8 @@ pub struct Config {
     pub max_lag_skips_per_minute: u32,
     /// Export Prometheus metrics on `/metrics` (off only to measure what telemetry costs).
     pub metrics_enabled: bool,
+    /// Codecs stations offer unless they name their own, and the Opus bit rate.
+    pub codecs: CodecSettings,
 }
 
 impl Default for Config {
@@ -182,7 +244,7 @@ impl Default for Config {
             stations: vec![StationConfig {
                 name: "default".to_string(),
                 seed: 1,
-                preset: None,
+                ..StationConfig::default()
             }],
             sample_rate: 48_000,
             chunk_ms: 100,
@@ -208,6 +270,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(45),
             max_lag_skips_per_minute: 10,
             metrics_enabled: true,
+            codecs: CodecSettings::default(),
         }
     }
 }
@@ -236,6 +299,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(8_000..=192_000).contains(&self.sample_rate) {
             return Err(ConfigError::BadSampleRate(self.sample_rate));
+        }
+        let bitrates = self.stations.iter().filter_map(|s| s.opus_bitrate);
+        for bps in std::iter::once(self.codecs.opus_bitrate).chain(bitrates) {
+            if !OPUS_BITRATE_RANGE.contains(&bps) {
+                return Err(ConfigError::BadOpusBitrate(bps));
+            }
         }
         if !(10..=1000).contains(&self.chunk_ms)
             || (self.sample_rate as u64 * self.chunk_ms as u64) % 1000 != 0

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::edge::tokens::{Scope, TokenPolicy};
 use crate::stream::protocol::{
-    encode_silence, parse_client_message, with_flags, ClientMessage, FrameHeader,
+    frame_with_payload, parse_client_message, with_flags, ClientMessage, FrameHeader,
     FLAG_DISCONTINUITY,
 };
 use crate::synth::params::ParamChange;
@@ -36,8 +36,10 @@ pub fn frame(data: &[u8]) {
     let Ok((header, payload)) = FrameHeader::decode(data) else {
         return;
     };
-    assert_eq!(payload.len(), header.payload_len());
-    let again = encode_silence(&header);
+    if header.codec.fixed_size() {
+        assert_eq!(payload.len(), header.pcm_payload_len());
+    }
+    let again = frame_with_payload(&header, header.codec, payload);
     let (decoded, _) = FrameHeader::decode(&again).expect("an encoded header decodes");
     assert_eq!(decoded, header);
     let flagged = with_flags(&Bytes::copy_from_slice(data), FLAG_DISCONTINUITY);

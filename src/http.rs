@@ -27,6 +27,7 @@ use crate::edge::origin::OriginError;
 use crate::edge::slots::{ListenerSlot, SlotError};
 use crate::edge::tokens::{now_unix, Scope, TokenError};
 use crate::edge::{EdgeGuards, Rejection};
+use crate::labels::ErrorCode;
 use crate::stream::hub::StationHub;
 use crate::stream::ws::{self, ListenerSettings, Session};
 use crate::synth::gpu::AdapterSummary;
@@ -135,6 +136,8 @@ pub enum AppError {
     UnknownStation(String),
     #[error("this server has no stations configured")]
     NoStations,
+    #[error("{0}")]
+    Codec(String),
     #[error("not found")]
     NotFound,
     #[error("metrics are switched off on this server (--no-metrics)")]
@@ -180,6 +183,10 @@ impl IntoResponse for AppError {
         let (status, code) = match &self {
             AppError::UnknownStation(_) => (StatusCode::NOT_FOUND, "unknown_station"),
             AppError::NoStations => (StatusCode::SERVICE_UNAVAILABLE, "no_stations"),
+            AppError::Codec(_) => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::UnsupportedCodec.as_str(),
+            ),
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::MetricsDisabled => (StatusCode::NOT_FOUND, "metrics_disabled"),
             AppError::BadBody(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
@@ -270,6 +277,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 #[derive(Deserialize)]
 struct StationQuery {
     station: Option<String>,
+    /// The codec to receive (`opus`, `flac`, `pcm_s16le`); the station's default otherwise.
+    codec: Option<String>,
     /// A listen token, for clients that cannot set headers (browsers' WebSocket).
     token: Option<String>,
 }
@@ -281,15 +290,12 @@ async fn ws_default(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    let token = query.token.as_deref();
-    upgrade_listener(
-        state,
-        query.station.as_deref(),
-        token,
-        &headers,
-        peer,
-        upgrade,
-    )
+    let wanted = ListenerWants {
+        station: query.station.as_deref(),
+        codec: query.codec.as_deref(),
+        token: query.token.as_deref(),
+    };
+    upgrade_listener(state, wanted, &headers, peer, upgrade)
 }
 
 async fn ws_station(
@@ -300,8 +306,12 @@ async fn ws_station(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    let token = query.token.as_deref();
-    upgrade_listener(state, Some(&station), token, &headers, peer, upgrade)
+    let wanted = ListenerWants {
+        station: Some(&station),
+        codec: query.codec.as_deref(),
+        token: query.token.as_deref(),
+    };
+    upgrade_listener(state, wanted, &headers, peer, upgrade)
 }
 
 /// The bearer token of an `Authorization` header, if any.
@@ -348,17 +358,34 @@ fn admit(
         .map_err(|e| refused(e.into(), e.into()))
 }
 
+/// What a listener's upgrade request asks for.
+struct ListenerWants<'a> {
+    station: Option<&'a str>,
+    codec: Option<&'a str>,
+    token: Option<&'a str>,
+}
+
 fn upgrade_listener(
     state: Arc<AppState>,
-    station: Option<&str>,
-    query_token: Option<&str>,
+    wanted: ListenerWants<'_>,
     headers: &HeaderMap,
     peer: SocketAddr,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     let requested_at = Instant::now();
-    let station = state.station(station)?;
-    let slot = admit(&state, query_token, headers, peer)?;
+    let station = state.station(wanted.station)?;
+    let codec = match wanted.codec {
+        Some(name) => ws::offered_codec(&station.hub, name).map_err(|message| {
+            station
+                .hub
+                .metrics
+                .client_error(ErrorCode::UnsupportedCodec)
+                .increment(1);
+            AppError::Codec(message)
+        })?,
+        None => station.hub.default_codec(),
+    };
+    let slot = admit(&state, wanted.token, headers, peer)?;
     let session = Session {
         id: state.next_session.fetch_add(1, Ordering::Relaxed),
         station: Arc::clone(&station.hub),
@@ -367,6 +394,7 @@ fn upgrade_listener(
         control: Arc::clone(&station.control),
         access: Arc::clone(&state.access),
         peer: peer.ip(),
+        codec,
     };
     let limit = state.max_client_message_bytes;
     let settings = state.listener;

@@ -7,13 +7,15 @@ pub enum ReportField {
     Underruns,
     Buffer,
     Latency,
+    DecodeErrors,
 }
 
 impl ReportField {
-    pub const ALL: [ReportField; 3] = [
+    pub const ALL: [ReportField; 4] = [
         ReportField::Underruns,
         ReportField::Buffer,
         ReportField::Latency,
+        ReportField::DecodeErrors,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -21,6 +23,7 @@ impl ReportField {
             ReportField::Underruns => "underruns",
             ReportField::Buffer => "buffer",
             ReportField::Latency => "latency",
+            ReportField::DecodeErrors => "decode_errors",
         }
     }
 }
@@ -39,6 +42,8 @@ pub enum ErrorCode {
     BinaryNotAccepted,
     /// The client speaks a protocol version this server does not.
     UnsupportedProtocol,
+    /// The client asked for a codec that is unknown or that the station does not offer.
+    UnsupportedCodec,
     /// A `control` message with an unknown, mistyped or out-of-range parameter (see `field`).
     InvalidControl,
     /// Control without the required token, or from the network without a token configured.
@@ -52,12 +57,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidMessage,
         ErrorCode::BinaryNotAccepted,
         ErrorCode::UnsupportedProtocol,
+        ErrorCode::UnsupportedCodec,
         ErrorCode::InvalidControl,
         ErrorCode::Unauthorized,
         ErrorCode::RateLimited,
@@ -72,6 +78,7 @@ impl ErrorCode {
             ErrorCode::InvalidMessage => "invalid_message",
             ErrorCode::BinaryNotAccepted => "binary_not_accepted",
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
+            ErrorCode::UnsupportedCodec => "unsupported_codec",
             ErrorCode::InvalidControl => "invalid_control",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::RateLimited => "rate_limited",
@@ -137,6 +144,8 @@ pub enum DisconnectReason {
     ProtocolError,
     /// The client asked for a protocol version the server does not speak.
     UnsupportedProtocol,
+    /// The client asked (in `hello`) for a codec the station does not offer.
+    UnsupportedCodec,
     /// A text message was not valid UTF-8.
     InvalidUtf8,
     /// No message (not even a pong to the server's pings) within the idle timeout.
@@ -146,7 +155,7 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 10] = [
+    pub const ALL: [DisconnectReason; 11] = [
         DisconnectReason::ClientClosed,
         DisconnectReason::ServerShutdown,
         DisconnectReason::SendError,
@@ -154,6 +163,7 @@ impl DisconnectReason {
         DisconnectReason::MessageTooBig,
         DisconnectReason::ProtocolError,
         DisconnectReason::UnsupportedProtocol,
+        DisconnectReason::UnsupportedCodec,
         DisconnectReason::InvalidUtf8,
         DisconnectReason::IdleTimeout,
         DisconnectReason::PersistentLag,
@@ -168,6 +178,7 @@ impl DisconnectReason {
             DisconnectReason::MessageTooBig => "message_too_big",
             DisconnectReason::ProtocolError => "protocol_error",
             DisconnectReason::UnsupportedProtocol => "unsupported_protocol",
+            DisconnectReason::UnsupportedCodec => "unsupported_codec",
             DisconnectReason::InvalidUtf8 => "invalid_utf8",
             DisconnectReason::IdleTimeout => "idle_timeout",
             DisconnectReason::PersistentLag => "persistent_lag",

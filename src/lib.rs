@@ -2,12 +2,14 @@
 //!
 //! Data flow for one station (see `docs/` and the module docs):
 //! [`synth`] (composer + renderer, on its own thread) -> [`pipeline::ring`] (lock-free SPSC) ->
-//! [`pipeline::pacer`] (absolute 100 ms deadlines) -> [`stream::hub`] (encode once, fan out) ->
+//! [`pipeline::pacer`] (absolute 100 ms deadlines; [`codec`]: encode once per codec) ->
+//! [`stream::hub`] (fan out) ->
 //! [`stream::ws`] (one task pair per listener). [`telemetry`] records every stage; [`http`] serves
 //! it all; [`server::run`] wires it together. On the listening side, [`listen`] plays a stream
 //! through the sound card and [`load`] measures many listeners at once.
 
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod control;
 pub mod dashboard;

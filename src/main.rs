@@ -59,6 +59,9 @@ struct ListenArgs {
     /// Station to listen to (appended as ?station=).
     #[arg(long)]
     station: Option<String>,
+    /// Codec to receive: opus, flac or pcm_s16le (appended as ?codec=).
+    #[arg(long, default_value = "opus")]
+    codec: String,
     /// Listen token, if the server requires one (sent as ?token=).
     #[arg(long, env = "AURALIS_LISTEN_TOKEN", hide_env_values = true)]
     token: Option<Secret>,
@@ -103,9 +106,18 @@ struct ServeArgs {
     /// Preset of the default station: ambient, focus, pulse or night (default: chosen by the seed).
     #[arg(long, env = "AURALIS_PRESET", value_enum)]
     preset: Option<Preset>,
-    /// A station as NAME=SEED or NAME=SEED:PRESET; repeat for several (env: comma-separated).
+    /// A station as NAME=SEED or NAME=SEED:PRESET, optionally with its own codecs and Opus bit
+    /// rate (`night=42:night/codecs=opus+pcm_s16le/opus_bitrate=96000`); repeat for several
+    /// (env: comma-separated).
     #[arg(long = "station", env = "AURALIS_STATIONS", value_delimiter = ',')]
     stations: Vec<StationConfig>,
+    /// Codecs stations offer, the first being what a client that names none gets:
+    /// opus, flac, pcm_s16le.
+    #[arg(long, env = "AURALIS_CODECS", default_value = "opus,flac,pcm_s16le", value_parser = parse_codec_list)]
+    codecs: CodecList,
+    /// Opus bit rate in bit/s (stereo music: 96000 to 192000 is usual).
+    #[arg(long, env = "AURALIS_OPUS_BITRATE", default_value_t = auralis::codec::DEFAULT_OPUS_BITRATE)]
+    opus_bitrate: u32,
     /// Switch the Prometheus exporter off (`/metrics` answers 404): the baseline for measuring
     /// what telemetry costs. Not for production.
     #[arg(long, env = "AURALIS_NO_METRICS")]
@@ -253,6 +265,13 @@ struct LoadArgs {
     /// are isolated from them.
     #[arg(long, default_value_t = 0.0)]
     slow_fraction: f64,
+    /// Codec to receive (WebSocket): opus, flac or pcm_s16le; the station's default otherwise.
+    #[arg(long)]
+    codec: Option<String>,
+    /// Share of clients (0 to 1) that decode every payload and count decode errors; the others
+    /// check the framing only.
+    #[arg(long, default_value_t = 0.1)]
+    decode_fraction: f64,
     /// What the slow clients do: read at half rate, stop reading, or half of each.
     #[arg(long, value_enum, default_value_t = SlowModeArg::Mixed)]
     slow_mode: SlowModeArg,
@@ -329,12 +348,21 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A parsed `--codecs` list (a newtype: clap treats a bare `Vec` as repeated values).
+#[derive(Clone, Debug)]
+struct CodecList(Vec<auralis::codec::Codec>);
+
+fn parse_codec_list(list: &str) -> Result<CodecList, auralis::config::ConfigError> {
+    auralis::config::parse_codecs(list).map(CodecList)
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stations = if args.stations.is_empty() {
         vec![StationConfig {
             name: "default".to_string(),
             seed: args.seed,
             preset: args.preset,
+            ..StationConfig::default()
         }]
     } else {
         args.stations
@@ -366,6 +394,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),
         max_lag_skips_per_minute: args.max_lag_skips_per_minute,
         metrics_enabled: !args.no_metrics,
+        codecs: auralis::codec::CodecSettings {
+            offered: args.codecs.0,
+            opus_bitrate: args.opus_bitrate,
+        },
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -465,7 +497,18 @@ fn load(args: LoadArgs) -> anyhow::Result<()> {
             args.url
         )
     })?;
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.decode_fraction),
+        "--decode-fraction must be between 0 and 1"
+    );
+    if let Some(codec) = &args.codec {
+        anyhow::ensure!(
+            auralis::codec::Codec::parse(codec).is_some(),
+            "--codec must be opus, flac or pcm_s16le (got {codec:?})"
+        );
+    }
     let url = with_query(args.url, "station", args.station.as_deref());
+    let url = with_query(url, "codec", args.codec.as_deref());
     let url = with_query(url, "token", args.token.as_ref().map(Secret::expose));
     let metrics_url = if args.no_server_metrics {
         None
@@ -483,6 +526,7 @@ fn load(args: LoadArgs) -> anyhow::Result<()> {
         ramp: args.ramp,
         prebuffer: Duration::from_millis(args.prebuffer_ms),
         slow_fraction: args.slow_fraction,
+        decode_fraction: args.decode_fraction,
         slow_mode: match args.slow_mode {
             SlowModeArg::Slow => auralis::load::SlowMode::Slow,
             SlowModeArg::Stall => auralis::load::SlowMode::Stall,
@@ -541,7 +585,13 @@ fn listen(args: ListenArgs) -> anyhow::Result<()> {
         (20..=1500).contains(&args.buffer_ms),
         "--buffer-ms must be between 20 and 1500"
     );
+    anyhow::ensure!(
+        auralis::codec::Codec::parse(&args.codec).is_some(),
+        "--codec must be opus, flac or pcm_s16le (got {:?})",
+        args.codec
+    );
     let url = with_query(args.url, "station", args.station.as_deref());
+    let url = with_query(url, "codec", Some(&args.codec));
     let url = with_query(url, "token", args.token.as_ref().map(Secret::expose));
     let config = auralis::listen::ListenConfig {
         url,

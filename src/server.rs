@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::clock::unix_nanos;
+use crate::codec::{CodecError, PcmFormat, StationEncoders};
 use crate::config::{BackendChoice, Config, ConfigError, StationConfig};
 use crate::control::link::ControlOutbox;
 use crate::control::{ControlAccess, StationControl};
@@ -63,6 +64,8 @@ pub enum ServerError {
     },
     #[error("HTTP server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("station {station}: {source}")]
+    Codec { station: String, source: CodecError },
 }
 
 /// A running station.
@@ -357,12 +360,7 @@ impl StreamPlan {
             },
             capacity: target_depth + RING_HEADROOM_CHUNKS,
             first_deadline,
-            format: StreamFormat {
-                codec: Codec::PcmS16Le.name().to_string(),
-                sample_rate: config.sample_rate,
-                channels: CHANNELS as u8,
-                frames_per_chunk: chunk_frames as u32,
-            },
+            format: StreamFormat::pcm(config.sample_rate, CHANNELS as u8, chunk_frames as u32),
             template: FrameHeader {
                 codec: Codec::PcmS16Le,
                 channels: CHANNELS as u8,
@@ -399,6 +397,23 @@ fn start_stations(
         backend,
         stop,
     };
+    // Codecs first: a station that cannot encode what it offers fails before anything starts.
+    let encoders = config
+        .stations
+        .iter()
+        .map(|station| {
+            let settings = station.codec_settings(&config.codecs);
+            let format = PcmFormat {
+                sample_rate: plan.format.sample_rate,
+                channels: plan.format.channels,
+                frames_per_chunk: plan.format.frames_per_chunk,
+            };
+            StationEncoders::new(&settings, format).map_err(|source| ServerError::Codec {
+                station: station.name.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (inputs, ends) = station_inputs(config, &plan)?;
     let engines = spawn_engines(config, inputs, gpu, plan.first_deadline)?;
     let per_station = engines.iter().flat_map(|engine| {
@@ -411,9 +426,10 @@ fn start_stations(
         .stations
         .iter()
         .zip(ends)
+        .zip(encoders)
         .zip(per_station)
-        .map(|((station, ends), (shared, waker))| {
-            start_station(&context, station, ends, shared, waker)
+        .map(|(((station, ends), encoders), (shared, waker))| {
+            start_station(&context, station, ends, encoders, shared, waker)
         })
         .collect();
     Ok((running, engines))
@@ -507,6 +523,7 @@ fn start_station(
     context: &StationContext<'_>,
     station: &StationConfig,
     ends: AsyncEnds,
+    encoders: StationEncoders,
     shared: Arc<SynthesisShared>,
     waker: Option<std::thread::Thread>,
 ) -> RunningStation {
@@ -521,7 +538,7 @@ fn start_station(
         station.seed,
         backend,
         plan.format.clone(),
-        config.chunk_ms,
+        encoders.setups().to_vec(),
         plan.capacity,
         config.listener_queue_chunks,
     ));
@@ -530,6 +547,7 @@ fn start_station(
         Arc::clone(&shared),
         waker.clone(),
         plan.template,
+        encoders,
         plan.settings.start_position,
     );
     let pacing = tokio::spawn(pacer::run(

@@ -135,11 +135,13 @@ mod server {
                 name: format!("{name}-b"),
                 seed: 61,
                 preset: Some(Preset::Pulse),
+                ..StationConfig::default()
             });
             c.stations.push(StationConfig {
                 name: format!("{name}-c"),
                 seed: 62,
                 preset: Some(Preset::Night),
+                ..StationConfig::default()
             });
         })
         .await;

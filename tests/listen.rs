@@ -181,17 +181,39 @@ fn wav_samples(path: &Path) -> Vec<i16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_alsa_plays_is_exactly_what_the_server_sent() {
+    exact_through_alsa("pcm_s16le").await;
+}
+
+/// FLAC is lossless: decoded by the listener, it plays the very samples the PCM stream carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flac_plays_bit_exact_through_alsa() {
+    exact_through_alsa("flac").await;
+}
+
+/// The listener receives `codec` and plays it through ALSA; the capture is compared with what a
+/// PCM listener of the same station received at the same time.
+async fn exact_through_alsa(codec: &str) {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(alsa) = PacedAlsa::start("exact") else {
+    let Some(alsa) = PacedAlsa::start(&format!("exact-{codec}")) else {
         return;
     };
-    let server = TestServer::start("listen-exact", 91).await;
-    let url = server.ws_url("/ws?station=listen-exact");
-    let reference = tokio::spawn(reference_stream(url.clone(), 8));
+    let station = format!("listen-exact-{}", codec.replace('_', "-"));
+    let server = TestServer::start(&station, 91).await;
+    let url = server.ws_url(&format!("/ws?station={station}"));
+    let reference = tokio::spawn(reference_stream(format!("{url}&codec=pcm_s16le"), 8));
     let recording = alsa.dir.join("played.wav");
     let mut command = alsa.listen();
     command
-        .args([&url, "--buffer-ms", "150", "--duration", "5s", "--out"])
+        .args([
+            &url,
+            "--codec",
+            codec,
+            "--buffer-ms",
+            "150",
+            "--duration",
+            "5s",
+            "--out",
+        ])
         .arg(&recording);
     let output = run(command).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -202,6 +224,10 @@ async fn what_alsa_plays_is_exactly_what_the_server_sent() {
         "no underrun after the prebuffer: {stdout}"
     );
     assert!(stdout.contains("(48000 Hz, 2 ch"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("({codec}); decode errors 0;")),
+        "{stdout}"
+    );
 
     let captured = alsa.captured();
     let reference = reference.await.unwrap();
@@ -288,6 +314,45 @@ async fn a_server_restart_is_survived_by_reconnecting() {
     assert!(reconnects >= 1, "{stdout}");
 }
 
+/// Opus, the listener's default: decoded and played through ALSA without underruns or decode
+/// errors, at the loudness of the PCM stream it was encoded from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_plays_through_alsa_at_the_streams_loudness() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(alsa) = PacedAlsa::start("opus") else {
+        return;
+    };
+    let server = TestServer::start("listen-opus", 94).await;
+    let url = server.ws_url("/ws?station=listen-opus");
+    let reference = tokio::spawn(reference_stream(format!("{url}&codec=pcm_s16le"), 8));
+    let mut command = alsa.listen();
+    command.args([&url, "--buffer-ms", "150", "--duration", "5s"]);
+    let output = run(command).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("underruns 0 "), "{stdout}");
+    assert!(stdout.contains("(opus); decode errors 0;"), "{stdout}");
+    let captured = alsa.captured();
+    let start = captured
+        .iter()
+        .position(|&s| s != 0)
+        .expect("audio was played");
+    let played = &captured[start..];
+    assert!(played.len() >= 2 * 48_000 * 4, "at least 4 s played");
+    let rms =
+        |v: &[i16]| (v.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+    let reference = reference.await.unwrap();
+    let ratio_db = 20.0 * (rms(played) / rms(&reference)).log10();
+    assert!(
+        ratio_db.abs() < 1.5,
+        "Opus playback {ratio_db:.2} dB from the PCM stream"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_a_clear_error_and_a_non_zero_exit() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -296,7 +361,7 @@ async fn bad_input_is_a_clear_error_and_a_non_zero_exit() {
     };
     let server = TestServer::start("listen-errors", 93).await;
     // Nothing listens on port 9.
-    let cases: [(Vec<String>, &str); 4] = [
+    let cases: [(Vec<String>, &str); 5] = [
         (
             vec!["ws://127.0.0.1:9/ws".into()],
             "cannot connect to ws://127.0.0.1:9/ws",
@@ -311,6 +376,10 @@ async fn bad_input_is_a_clear_error_and_a_non_zero_exit() {
             "unknown output device \"no-such-card\"",
         ),
         (vec![server.ws_url("/ws?station=nope")], "HTTP 404"),
+        (
+            vec![server.ws_url("/ws"), "--codec".into(), "mp3".into()],
+            "--codec must be opus, flac or pcm_s16le",
+        ),
     ];
     for (args, expected) in cases {
         let mut command = alsa.listen();

@@ -22,16 +22,53 @@ fn config(url: String, clients: usize, seconds: f64) -> LoadConfig {
     }
 }
 
+/// PCM listeners of `station`: these tests are about delivery under load, and PCM's fixed
+/// 19 KB chunks fill socket buffers the way a slow link does (the Opus test names its codec).
 fn for_station(server: &TestServer, station: &str, clients: usize, seconds: f64) -> LoadConfig {
     LoadConfig {
         metrics_url: Some(format!("http://{}/metrics", server.addr)),
         station: Some(station.to_string()),
         ..config(
-            server.ws_url(&format!("/ws?station={station}")),
+            server.ws_url(&with_pcm(&format!("/ws?station={station}"))),
             clients,
             seconds,
         )
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_listeners_decode_every_chunk_at_a_fraction_of_the_pcm_rate() {
+    let server = TestServer::start("load-opus", 63).await;
+    let config = LoadConfig {
+        decode_fraction: 0.5,
+        slos: vec![Slo::parse("decode_errors==0").unwrap()],
+        ..for_station(&server, "load-opus", 4, 3.0)
+    };
+    let config = LoadConfig {
+        url: server.ws_url("/ws?station=load-opus&codec=opus"),
+        ..config
+    };
+    let report = load::run(&config).await;
+    assert_eq!(report.connected, 4, "{:?}", report.first_errors);
+    let h = &report.healthy;
+    assert_eq!(h.gaps, 0);
+    assert_eq!(h.decoding_clients, 2, "half the clients decode");
+    assert_eq!(h.decode_errors, 0);
+    assert!(
+        h.decoded_chunks >= 2 * 25,
+        "{} chunks decoded",
+        h.decoded_chunks
+    );
+    // 128 kbit/s is 1.6 KB per 100 ms chunk, against 19.2 KB of PCM.
+    let per_chunk = h.bytes as f64 / h.chunks as f64;
+    assert!(
+        (1_000.0..4_000.0).contains(&per_chunk),
+        "{per_chunk} bytes per chunk"
+    );
+    assert!(report.passed, "{:?}", report.slo);
+    let summary = load::summary(&report);
+    assert!(summary.contains("2 clients,"), "{summary}");
+    assert!(summary.contains(" 0 decode errors"), "{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,7 @@ async fn every_listener_gets_every_chunk_identically() {
             Received::Text(welcome) => {
                 assert_eq!(welcome["type"], "welcome");
                 assert_eq!(welcome["station"], "fanout");
-                assert_eq!(welcome["protocol"], 1);
+                assert_eq!(welcome["protocol"], 2);
                 assert_eq!(welcome["format"]["codec"], "pcm_s16le");
                 assert_eq!(welcome["format"]["frames_per_chunk"], 4800);
                 assert_eq!(welcome["chunk_ms"], 100);
@@ -240,12 +240,13 @@ async fn a_wrong_protocol_version_is_refused_with_1002() {
     let mut audio = Vec::new();
     assert_eq!(next_text(&mut ws, &mut audio).await["type"], "welcome");
     ws.send(Message::text(
-        r#"{"type":"hello","protocol":1,"client":"test"}"#,
+        r#"{"type":"hello","protocol":2,"client":"test"}"#,
     ))
     .await
     .unwrap();
     assert_eq!(next_text(&mut ws, &mut audio).await["type"], "welcome");
-    ws.send(Message::text(r#"{"type":"hello","protocol":9}"#))
+    // A version 1 client is refused, never streamed to.
+    ws.send(Message::text(r#"{"type":"hello","protocol":1}"#))
         .await
         .unwrap();
     let error = next_text(&mut ws, &mut audio).await;

@@ -49,6 +49,10 @@ pub struct ListenStats {
     pub correction_ppm: AtomicI64,
     /// Samples that did not fit in the ring (the buffer was full).
     pub overflow_samples: AtomicU64,
+    /// Frames whose payload did not decode (each is skipped, like a lost chunk).
+    pub decode_errors: AtomicU64,
+    /// The codec of the last frame played (`Codec as u8`; 0 before the first).
+    pub codec: std::sync::atomic::AtomicU8,
 }
 
 /// What `auralis listen` was asked to do.
@@ -94,6 +98,8 @@ pub struct ListenSummary {
     pub chunks: u64,
     pub gaps: u64,
     pub reconnects: u64,
+    pub codec: String,
+    pub decode_errors: u64,
     pub correction_percent: f64,
     pub latency_ms: Option<f64>,
     pub device: String,
@@ -109,7 +115,7 @@ impl ListenSummary {
             .latency_ms
             .map_or_else(|| "unknown".to_string(), |ms| format!("{ms:.0} ms"));
         format!(
-            "listen: played {:.1} s on {} ({} Hz, {} ch, {}); underruns {} ({:.2} s); chunks {}; gaps {}; reconnects {}; drift correction {:+.3} %; latency {}",
+            "listen: played {:.1} s on {} ({} Hz, {} ch, {}); underruns {} ({:.2} s); chunks {} ({}); decode errors {}; gaps {}; reconnects {}; drift correction {:+.3} %; latency {}",
             self.played_seconds,
             self.device,
             self.device_rate,
@@ -118,6 +124,8 @@ impl ListenSummary {
             self.underruns,
             self.underrun_seconds,
             self.chunks,
+            self.codec,
+            self.decode_errors,
             self.gaps,
             self.reconnects,
             self.correction_percent,

@@ -15,6 +15,8 @@ use super::resample::Resampler;
 use super::{ListenError, ListenStats, PlaybackShared};
 use crate::clock::unix_nanos;
 use crate::clock::ClockOffset;
+use crate::codec::decode::{decoded_to_s16, ChunkDecoder, DecodeError};
+use crate::codec::Codec;
 use crate::edge::tokens::redact_url;
 use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY};
 
@@ -251,6 +253,8 @@ where
 {
     let mut ping_sent: Option<u64> = None;
     let mut next_ping = Instant::now();
+    // Decoder state lives as long as the connection: a new one starts a new stream.
+    let mut decoding = Decoding::default();
     loop {
         if Instant::now() >= next_ping {
             ping_sent = Some(unix_nanos());
@@ -275,7 +279,19 @@ where
             Some(Err(e)) => return Ended::Dropped(describe(&e)),
             Some(Ok(Message::Binary(data))) => match FrameHeader::decode(&data) {
                 Ok((header, payload)) => {
-                    feeder.on_frame(&header, payload);
+                    feeder
+                        .stats
+                        .codec
+                        .store(header.codec as u8, Ordering::Relaxed);
+                    match decoding.pcm_of(&header, payload) {
+                        Ok((pcm_header, pcm)) => {
+                            feeder.on_frame(&pcm_header, pcm.unwrap_or(payload))
+                        }
+                        Err(e) => {
+                            feeder.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(error = %e, sequence = header.sequence, "chunk did not decode; skipped");
+                        }
+                    }
                     // Audio is flowing again: the next drop starts the backoff over.
                     *backoff = BACKOFF_START;
                 }
@@ -303,6 +319,46 @@ where
             }
             Some(Ok(_)) => {}
         }
+    }
+}
+
+/// One connection's decoder and buffers: compressed payloads become the s16le PCM the feeder
+/// plays (FLAC exactly; Opus as its decoder outputs it).
+#[derive(Default)]
+struct Decoding {
+    decoder: Option<(Codec, ChunkDecoder)>,
+    samples: Vec<f32>,
+    pcm: Vec<u8>,
+}
+
+impl Decoding {
+    /// The PCM header and payload for a frame; `None` as payload: the frame's own (PCM already).
+    fn pcm_of<'a>(
+        &'a mut self,
+        header: &FrameHeader,
+        payload: &'a [u8],
+    ) -> Result<(FrameHeader, Option<&'a [u8]>), DecodeError> {
+        if header.codec == Codec::PcmS16Le {
+            return Ok((*header, None));
+        }
+        let decoder = match &mut self.decoder {
+            Some((codec, decoder)) if *codec == header.codec => decoder,
+            slot => {
+                let decoder = ChunkDecoder::new(header.codec, header.sample_rate, header.channels)?;
+                &mut slot.insert((header.codec, decoder)).1
+            }
+        };
+        self.samples.clear();
+        decoder.decode(payload, header.frames as usize, &mut self.samples)?;
+        self.pcm.clear();
+        for &s in &self.samples {
+            self.pcm.extend_from_slice(&decoded_to_s16(s).to_le_bytes());
+        }
+        let pcm_header = FrameHeader {
+            codec: Codec::PcmS16Le,
+            ..*header
+        };
+        Ok((pcm_header, Some(&self.pcm)))
     }
 }
 

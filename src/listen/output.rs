@@ -231,6 +231,10 @@ pub fn play(config: &ListenConfig) -> Result<ListenSummary, ListenError> {
         underrun_seconds: shared.underrun_frames.load(Ordering::Relaxed) as f64 / f64::from(rate),
         chunks: stats.chunks.load(Ordering::Relaxed),
         gaps: stats.gaps.load(Ordering::Relaxed),
+        codec: crate::codec::Codec::from_u8(stats.codec.load(Ordering::Relaxed))
+            .map_or("none", crate::codec::Codec::name)
+            .to_string(),
+        decode_errors: stats.decode_errors.load(Ordering::Relaxed),
         reconnects: stats.reconnects.load(Ordering::Relaxed),
         correction_percent: stats.correction_ppm.load(Ordering::Relaxed) as f64 / 10_000.0,
         latency_ms: (latency_us > 0).then(|| latency_us as f64 / 1000.0),

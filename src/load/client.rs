@@ -15,6 +15,8 @@ use super::playout::Playout;
 use super::report::{record_us, Group, Tally};
 use crate::clock::unix_nanos;
 use crate::clock::ClockOffset;
+use crate::codec::decode::{ChunkDecoder, DecodeError};
+use crate::codec::Codec;
 use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL};
 
 /// How a client reads.
@@ -173,6 +175,7 @@ impl<'a> Tracker<'a> {
 /// A WebSocket listener until `end`.
 pub(crate) async fn run_websocket(
     url: &str,
+    decode: bool,
     behaviour: Behaviour,
     end: Instant,
     prebuffer_seconds: f64,
@@ -197,6 +200,7 @@ pub(crate) async fn run_websocket(
         end
     };
     let mut stalled = false;
+    let mut decoding = decode.then(Decoding::default);
     loop {
         // Checked before reading: a slow reader always has a backlog, and a timeout whose
         // deadline has passed still returns a message that is ready.
@@ -234,7 +238,7 @@ pub(crate) async fn run_websocket(
         };
         let now = Instant::now();
         let outcome = match message {
-            Message::Binary(data) => on_audio(&mut tracker, now, &data),
+            Message::Binary(data) => on_audio(&mut tracker, now, &data, decoding.as_mut()),
             Message::Text(text) => {
                 on_text(&mut tracker, &text, &mut ping);
                 Ok(None)
@@ -270,10 +274,17 @@ fn on_audio(
     tracker: &mut Tracker<'_>,
     now: Instant,
     data: &[u8],
+    decoding: Option<&mut Decoding>,
 ) -> Result<Option<Duration>, String> {
-    let Ok((header, _)) = FrameHeader::decode(data) else {
+    let Ok((header, payload)) = FrameHeader::decode(data) else {
         return Err("undecodable audio frame".to_string());
     };
+    if let Some(decoding) = decoding {
+        match decoding.decode(&header, payload) {
+            Ok(()) => tracker.tally.decoded_chunks += 1,
+            Err(_) => tracker.tally.decode_errors += 1,
+        }
+    }
     let discontinuity = header.flags & FLAG_DISCONTINUITY != 0;
     if header.flags & FLAG_UNDERRUN_FILL != 0 {
         tracker.tally.underrun_fills += 1;
@@ -287,6 +298,27 @@ fn on_audio(
     let stamps = Some((header.rendered_unix_ns, header.sent_unix_ns));
     tracker.on_chunk(now, period, data.len() as u64, stamps, discontinuity);
     Ok(Some(period))
+}
+
+/// A decoding client's decoder (made for the codec of the first frame) and output buffer.
+#[derive(Default)]
+struct Decoding {
+    decoder: Option<(Codec, ChunkDecoder)>,
+    samples: Vec<f32>,
+}
+
+impl Decoding {
+    fn decode(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), DecodeError> {
+        let decoder = match &mut self.decoder {
+            Some((codec, decoder)) if *codec == header.codec => decoder,
+            slot => {
+                let decoder = ChunkDecoder::new(header.codec, header.sample_rate, header.channels)?;
+                &mut slot.insert((header.codec, decoder)).1
+            }
+        };
+        self.samples.clear();
+        decoder.decode(payload, header.frames as usize, &mut self.samples)
+    }
 }
 
 /// A `pong` answering the outstanding ping refines the clock offset; other text is ignored.

@@ -82,6 +82,9 @@ pub struct LoadConfig {
     pub prebuffer: Duration,
     /// Share of clients (0..=1) that read slowly or stall.
     pub slow_fraction: f64,
+    /// Share of clients (0..=1) that decode every payload and count decode errors; the others
+    /// check the framing only (decoding costs the harness CPU that a big run needs elsewhere).
+    pub decode_fraction: f64,
     pub slow_mode: SlowMode,
     /// Where to scrape the server's metrics before and after, if anywhere.
     pub metrics_url: Option<String>,
@@ -114,6 +117,7 @@ impl LoadConfig {
             ramp: Duration::ZERO,
             prebuffer: Duration::from_millis(200),
             slow_fraction: 0.0,
+            decode_fraction: 0.0,
             slow_mode: SlowMode::Mixed,
             metrics_url: None,
             station: None,
@@ -125,6 +129,13 @@ impl LoadConfig {
             threads: 1,
             progress: false,
         }
+    }
+
+    /// Whether client `index` decodes its payloads: spread evenly, like the slow ones.
+    pub fn decodes(&self, index: usize) -> bool {
+        let fraction = self.decode_fraction.clamp(0.0, 1.0);
+        let before = |i: usize| (i as f64 * fraction).floor() as usize;
+        before(index + 1) != before(index)
     }
 
     /// The behaviour of client `index`: the slow ones are spread evenly through the ramp.
@@ -190,11 +201,13 @@ pub async fn run(config: &LoadConfig) -> LoadReport {
             config.pcm,
         );
         let prebuffer = config.prebuffer.as_secs_f64();
+        let decode = config.decodes(i);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(started + offset).await;
             match transport {
                 Transport::WebSocket => {
-                    client::run_websocket(&url, behaviour, end, prebuffer, &group, &live).await
+                    client::run_websocket(&url, decode, behaviour, end, prebuffer, &group, &live)
+                        .await
                 }
                 Transport::Http => {
                     client::run_http(&url, behaviour, end, prebuffer, pcm, &group, &live).await

@@ -96,6 +96,9 @@ pub(crate) struct Tally {
     pub underrun_fills: u64,
     pub playout_underruns: u64,
     pub starved_seconds: f64,
+    /// Chunks a decoding client decoded, and those that did not decode.
+    pub decoded_chunks: u64,
+    pub decode_errors: u64,
 }
 
 /// Everything one group (healthy or slow clients) recorded.
@@ -132,6 +135,9 @@ impl Group {
         report.underrun_fills += tally.underrun_fills;
         report.playout_underruns += tally.playout_underruns;
         report.starved_seconds += tally.starved_seconds;
+        report.decoded_chunks += tally.decoded_chunks;
+        report.decode_errors += tally.decode_errors;
+        report.decoding_clients += u64::from(tally.decoded_chunks + tally.decode_errors > 0);
         if let Some(error) = tally.error {
             if errors.len() < 5 {
                 errors.push(error);
@@ -176,6 +182,11 @@ pub struct GroupReport {
     /// Times the simulated player's buffer ran dry after it started.
     pub playout_underruns: u64,
     pub starved_seconds: f64,
+    /// Clients that decoded every payload (the others check the framing only), what they
+    /// decoded, and the payloads that did not decode.
+    pub decoding_clients: u64,
+    pub decoded_chunks: u64,
+    pub decode_errors: u64,
     /// |arrival interval − chunk period|.
     pub jitter: Percentiles,
     /// Time between consecutive chunk arrivals.
@@ -247,6 +258,7 @@ impl LoadReport {
                 CountMetric::Disconnected => count(h.disconnected),
                 CountMetric::Failed => count(self.failed),
                 CountMetric::Connected => count(self.connected),
+                CountMetric::DecodeErrors => count(h.decode_errors + self.slow.decode_errors),
             },
             SloMetric::Timing(t, stat) => {
                 let p = match t {
@@ -339,7 +351,12 @@ fn group_summary(out: &mut String, title: &str, g: &GroupReport, seconds: f64) {
         "  {title} ({} of {} connected)",
         g.connected, g.clients
     );
-    let counts: [(&str, String); 8] = [
+    let per_listener_kbps = if g.connected > 0 {
+        g.bytes as f64 * 8.0 / 1e3 / seconds / g.connected as f64
+    } else {
+        0.0
+    };
+    let counts: [(&str, String); 10] = [
         (
             "gaps",
             format!("{}  ({} chunks missing)", g.gaps, g.missing_chunks),
@@ -364,6 +381,14 @@ fn group_summary(out: &mut String, title: &str, g: &GroupReport, seconds: f64) {
                 "{:.1} MB  {:.2} Mbit/s",
                 g.bytes as f64 / 1e6,
                 g.bytes as f64 * 8.0 / 1e6 / seconds
+            ),
+        ),
+        ("per_listener", format!("{per_listener_kbps:.1} kbit/s")),
+        (
+            "decoded",
+            format!(
+                "{} clients, {} chunks, {} decode errors",
+                g.decoding_clients, g.decoded_chunks, g.decode_errors
             ),
         ),
         ("clock_round_trip", timing(&g.clock_round_trip)),

@@ -22,10 +22,11 @@ pub enum CountMetric {
     Disconnected,
     Failed,
     Connected,
+    DecodeErrors,
 }
 
 impl CountMetric {
-    const ALL: [(CountMetric, &'static str); 8] = [
+    const ALL: [(CountMetric, &'static str); 9] = [
         (CountMetric::Gaps, "gaps"),
         (CountMetric::MissingChunks, "missing_chunks"),
         (CountMetric::Discontinuities, "discontinuities"),
@@ -34,6 +35,7 @@ impl CountMetric {
         (CountMetric::Disconnected, "disconnected"),
         (CountMetric::Failed, "failed"),
         (CountMetric::Connected, "connected"),
+        (CountMetric::DecodeErrors, "decode_errors"),
     ];
 }
 

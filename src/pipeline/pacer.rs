@@ -15,9 +15,10 @@ use tokio::time::{sleep_until, Instant};
 use super::ring::{ChunkConsumer, RenderedChunk};
 use super::synthesis::SynthesisShared;
 use crate::clock::unix_nanos;
+use crate::codec::StationEncoders;
 use crate::stream::hub::{Frame, StationHub};
 use crate::stream::protocol::{
-    encode_frame, encode_silence, FrameHeader, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL,
+    frame_with_payload, CodecFrames, FrameHeader, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL,
 };
 
 /// Release intervals kept for the standard-deviation gauge.
@@ -61,6 +62,12 @@ pub struct Pacer {
     waker: Option<Thread>,
     /// Header fields that never change; sequence, position, flags and times are filled per chunk.
     template: FrameHeader,
+    /// One encoder per codec the station offers, fed every chunk (silence too) in order.
+    encoders: StationEncoders,
+    /// Reused payload buffer, and the samples of an underrun's silence.
+    scratch: Vec<u8>,
+    silence: Box<[f32]>,
+    encode_log: LogBudget,
     chunk_frames: u64,
     chunk_seconds: f64,
     next_position: u64,
@@ -91,10 +98,16 @@ impl Pacer {
         synthesis: Arc<SynthesisShared>,
         waker: Option<Thread>,
         template: FrameHeader,
+        encoders: StationEncoders,
         start_position: u64,
     ) -> Self {
         let chunk_frames = template.frames as u64;
+        let samples = template.frames as usize * template.channels as usize;
         Self {
+            encoders,
+            scratch: Vec::with_capacity(samples * 2),
+            silence: vec![0.0; samples].into_boxed_slice(),
+            encode_log: LogBudget::default(),
             consumer,
             synthesis,
             waker,
@@ -165,7 +178,7 @@ impl Pacer {
             sent_unix_ns: unix_nanos(),
             ..self.template
         };
-        let bytes = match chunk {
+        let frames = match chunk {
             Some(chunk) => {
                 header.rendered_unix_ns = chunk.rendered_unix_ns;
                 let render_seconds = chunk.render_nanos as f64 / 1e9;
@@ -185,9 +198,9 @@ impl Pacer {
                         .realtime_factor
                         .set(self.chunk_seconds / render_seconds);
                 }
-                let bytes = encode_frame(&header, &chunk.samples);
+                let frames = self.encode(hub, &header, &chunk.samples);
                 self.consumer.recycle(chunk.samples);
-                bytes
+                frames
             }
             None => {
                 header.flags |= FLAG_UNDERRUN_FILL;
@@ -195,7 +208,11 @@ impl Pacer {
                 hub.metrics.underruns.increment(1);
                 hub.stats.underruns.fetch_add(1, Ordering::Relaxed);
                 self.unlogged_underruns += 1;
-                encode_silence(&header)
+                // Silence goes through the encoders too: their state stays continuous.
+                let silence = std::mem::take(&mut self.silence);
+                let frames = self.encode(hub, &header, &silence);
+                self.silence = silence;
+                frames
             }
         };
         self.next_position += self.chunk_frames;
@@ -211,11 +228,42 @@ impl Pacer {
             sequence: header.sequence,
             position: header.position,
             flags: header.flags,
-            bytes,
+            frames,
             popped_at: now,
         };
         hub.publish(frame.clone());
         frame
+    }
+
+    /// Every codec's frame for one chunk; the time each encoder took is recorded per codec. A
+    /// codec that fails leaves its frame out (its listeners see a sequence gap), and is logged.
+    fn encode(&mut self, hub: &StationHub, header: &FrameHeader, samples: &[f32]) -> CodecFrames {
+        let mut frames = CodecFrames::default();
+        let mut failures = 0;
+        self.encoders.encode(
+            samples,
+            header.position,
+            &mut self.scratch,
+            |codec, payload, took| {
+                hub.metrics.encode_duration[codec.index()].record(took.as_secs_f64());
+                match payload {
+                    Ok(payload) => frames.set(codec, frame_with_payload(header, codec, payload)),
+                    Err(error) => {
+                        failures += 1;
+                        tracing::debug!(station = %hub.name, %error, "chunk not encoded");
+                    }
+                }
+            },
+        );
+        self.encode_log.add(failures);
+        if let Some(chunks) = self.encode_log.take_due(Instant::now()) {
+            tracing::warn!(
+                station = %hub.name,
+                chunks,
+                "an encoder failed; its listeners missed these chunks"
+            );
+        }
+        frames
     }
 
     /// Rate-limited warnings for underruns, and a sampled debug line for the stream's pulse.
@@ -379,18 +427,26 @@ mod tests {
         }
     }
 
+    fn encoders() -> StationEncoders {
+        let settings = crate::codec::CodecSettings {
+            offered: vec![Codec::PcmS16Le],
+            ..Default::default()
+        };
+        let format = crate::codec::PcmFormat {
+            sample_rate: 4800,
+            channels: 2,
+            frames_per_chunk: FRAMES,
+        };
+        StationEncoders::new(&settings, format).unwrap()
+    }
+
     fn hub(name: &str) -> Arc<StationHub> {
         Arc::new(StationHub::new(
             name.to_string(),
             1,
             Backend::Cpu,
-            StreamFormat {
-                codec: "pcm_s16le".into(),
-                sample_rate: 4800,
-                channels: 2,
-                frames_per_chunk: FRAMES,
-            },
-            100,
+            StreamFormat::pcm(4800, 2, FRAMES),
+            encoders().setups().to_vec(),
             8,
             64,
         ))
@@ -413,7 +469,14 @@ mod tests {
     fn setup(name: &str) -> (ChunkProducer, Pacer, Arc<StationHub>, Arc<SynthesisShared>) {
         let (producer, consumer) = chunk_ring(8, FRAMES as usize * 2);
         let shared = Arc::new(SynthesisShared::new(0));
-        let pacer = Pacer::new(consumer, Arc::clone(&shared), None, template(), 0);
+        let pacer = Pacer::new(
+            consumer,
+            Arc::clone(&shared),
+            None,
+            template(),
+            encoders(),
+            0,
+        );
         (producer, pacer, hub(name), shared)
     }
 
@@ -448,7 +511,8 @@ mod tests {
         for (i, (frame, _)) in frames.iter().enumerate() {
             assert_eq!(frame.sequence, i as u64);
             assert_eq!(frame.position, i as u64 * FRAMES as u64);
-            let (header, payload) = FrameHeader::decode(&frame.bytes).unwrap();
+            let (header, payload) =
+                FrameHeader::decode(frame.frames.get(Codec::PcmS16Le).unwrap()).unwrap();
             assert_eq!(header.sequence, frame.sequence);
             if i < 2 {
                 assert_eq!(header.flags, 0);

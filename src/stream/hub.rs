@@ -1,6 +1,6 @@
 //! The per-station fan-out: each chunk is encoded once and shared with every listener.
 //!
-//! A `tokio::sync::broadcast` channel carries [`Frame`]s (a refcounted `Bytes` each, never copied).
+//! A `tokio::sync::broadcast` channel carries [`Frame`]s (refcounted `Bytes` per codec, never copied).
 //! A listener that falls more than the channel's capacity behind is told it lagged and skips to the
 //! live edge; it never slows the pacer or the other listeners. The newest frame is also kept so a
 //! new listener can start at once.
@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::protocol::StreamFormat;
+use super::protocol::{CodecFrames, StreamFormat};
+use crate::codec::{Codec, CodecSetup};
 use crate::synth::Backend;
 use crate::telemetry::live::LiveStats;
 use crate::telemetry::metrics::StationMetrics;
@@ -29,8 +29,8 @@ pub struct Frame {
     pub sequence: u64,
     pub position: u64,
     pub flags: u16,
-    /// Header and payload, ready to send.
-    pub bytes: Bytes,
+    /// Header and payload for each codec the station offers, ready to send.
+    pub frames: CodecFrames,
     /// When the pacer popped the chunk off the ring (start of delivery latency).
     pub popped_at: Instant,
 }
@@ -54,6 +54,9 @@ pub struct StationStats {
     pub bytes_sent: AtomicU64,
     pub send_errors: AtomicU64,
     pub dropped: AtomicU64,
+    /// Listeners and bytes sent per codec (indexed by [`Codec::index`]).
+    pub listeners_by_codec: [AtomicU64; Codec::COUNT],
+    pub bytes_by_codec: [AtomicU64; Codec::COUNT],
 }
 
 /// A station as listeners see it.
@@ -61,7 +64,10 @@ pub struct StationHub {
     pub name: String,
     pub seed: u64,
     pub backend: Backend,
+    /// The stream before encoding (the codec field names the station's default codec).
     pub format: StreamFormat,
+    /// What the station offers, its default first, with what each decoder needs.
+    pub codecs: Vec<CodecSetup>,
     pub chunk_ms: u32,
     pub ring_capacity_chunks: usize,
     pub metrics: StationMetrics,
@@ -78,16 +84,19 @@ pub struct StationHub {
 }
 
 impl StationHub {
-    /// A hub whose listeners may fall `queue_chunks` chunks behind before skipping ahead.
+    /// A hub whose listeners may fall `queue_chunks` chunks behind before skipping ahead. The
+    /// chunk period follows from `format` (frames per chunk at its sample rate).
     pub fn new(
         name: String,
         seed: u64,
         backend: Backend,
         format: StreamFormat,
-        chunk_ms: u32,
+        codecs: Vec<CodecSetup>,
         ring_capacity_chunks: usize,
         queue_chunks: usize,
     ) -> Self {
+        let chunk_ms = (u64::from(format.frames_per_chunk) * 1000
+            / u64::from(format.sample_rate.max(1))) as u32;
         let metrics = StationMetrics::new(&name, backend.as_str());
         let (sender, _) = broadcast::channel(queue_chunks.max(1));
         Self {
@@ -95,6 +104,7 @@ impl StationHub {
             seed,
             backend,
             format,
+            codecs,
             chunk_ms,
             ring_capacity_chunks,
             metrics,
@@ -159,6 +169,23 @@ impl StationHub {
         self.metrics
             .bytes_sent
             .absolute(self.stats.bytes_sent.load(Ordering::Relaxed));
+        for codec in Codec::ALL {
+            let i = codec.index();
+            self.metrics.codec_bytes_sent[i]
+                .absolute(self.stats.bytes_by_codec[i].load(Ordering::Relaxed));
+            self.metrics.codec_listeners[i]
+                .set(self.stats.listeners_by_codec[i].load(Ordering::Relaxed) as f64);
+        }
+    }
+
+    /// What `codec` needs announced, if the station offers it.
+    pub fn codec_setup(&self, codec: Codec) -> Option<&CodecSetup> {
+        self.codecs.iter().find(|s| s.codec == codec)
+    }
+
+    /// What a client that names no codec gets.
+    pub fn default_codec(&self) -> Codec {
+        self.codecs.first().map_or(Codec::PcmS16Le, |s| s.codec)
     }
 
     /// Counts a failed write to a listener, on `/metrics` and for the live dashboard.

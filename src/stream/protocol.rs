@@ -1,4 +1,4 @@
-//! Wire protocol v1: binary audio frames (server -> client) and JSON control messages (both ways).
+//! Wire protocol v2: binary audio frames (server -> client) and JSON control messages (both ways).
 //!
 //! Documented byte by byte in `docs/protocol.md`; keep the two in step.
 
@@ -9,7 +9,7 @@ use crate::control::ControlAck;
 pub use crate::labels::ErrorCode;
 
 /// Protocol version carried in every audio frame and in `welcome`.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// First four bytes of every audio frame.
 pub const MAGIC: [u8; 4] = *b"AURA";
 /// Length of the fixed audio frame header.
@@ -23,31 +23,8 @@ pub const FLAG_DISCONTINUITY: u16 = 1 << 1;
 /// Byte offset of the flags field, patched per listener when it skips ahead.
 const FLAGS_OFFSET: usize = 16;
 
-/// Payload encodings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Codec {
-    /// Signed 16-bit little-endian PCM, channels interleaved.
-    PcmS16Le = 1,
-}
-
-impl Codec {
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::PcmS16Le => "pcm_s16le",
-        }
-    }
-
-    pub fn bytes_per_sample(self) -> usize {
-        match self {
-            Codec::PcmS16Le => 2,
-        }
-    }
-
-    fn from_u8(v: u8) -> Option<Self> {
-        (v == Codec::PcmS16Le as u8).then_some(Codec::PcmS16Le)
-    }
-}
+use crate::codec::CodecSetup;
+pub use crate::codec::{f32_to_s16, Codec};
 
 /// The fixed header of an audio frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +45,7 @@ pub struct FrameHeader {
     pub sent_unix_ns: u64,
 }
 
-/// A binary message is not a valid v1 audio frame.
+/// A binary message is not a valid audio frame of this protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("frame shorter than its header ({0} bytes)")]
@@ -84,12 +61,12 @@ pub enum FrameError {
 }
 
 impl FrameHeader {
-    /// Payload bytes this header announces.
-    pub fn payload_len(&self) -> usize {
-        self.frames as usize * self.channels as usize * self.codec.bytes_per_sample()
+    /// Payload bytes of a PCM frame with this header.
+    pub fn pcm_payload_len(&self) -> usize {
+        self.frames as usize * self.channels as usize * 2
     }
 
-    fn write(&self, buf: &mut BytesMut) {
+    fn write(&self, buf: &mut BytesMut, payload_len: usize) {
         buf.put_slice(&MAGIC);
         buf.put_u8(PROTOCOL_VERSION);
         buf.put_u8(HEADER_LEN as u8);
@@ -99,7 +76,7 @@ impl FrameHeader {
         buf.put_u32_le(self.frames);
         buf.put_u16_le(self.flags);
         buf.put_u16_le(0); // reserved
-        buf.put_u32_le(self.payload_len() as u32);
+        buf.put_u32_le(payload_len as u32);
         buf.put_u64_le(self.sequence);
         buf.put_u64_le(self.position);
         buf.put_u64_le(self.rendered_unix_ns);
@@ -109,7 +86,7 @@ impl FrameHeader {
     /// Parses and checks a frame; returns the header and the payload.
     ///
     /// # Errors
-    /// [`FrameError`] for anything that is not a complete v1 frame.
+    /// [`FrameError`] for anything that is not a complete frame of this version.
     ///
     /// # Examples
     /// ```
@@ -157,10 +134,15 @@ impl FrameHeader {
         };
         let payload = &frame[header_len..];
         let announced = u32_at(20) as usize;
-        if payload.len() != header.payload_len() || announced != payload.len() {
+        let expected = if codec.fixed_size() {
+            header.pcm_payload_len()
+        } else {
+            announced
+        };
+        if payload.len() != expected || announced != payload.len() || payload.is_empty() {
             return Err(FrameError::PayloadLength {
                 got: payload.len(),
-                expected: header.payload_len(),
+                expected,
             });
         }
         Ok((header, payload))
@@ -171,19 +153,49 @@ impl FrameHeader {
 /// every listener then shares.
 pub fn encode_frame(header: &FrameHeader, samples: &[f32]) -> Bytes {
     let mut buf = BytesMut::with_capacity(HEADER_LEN + samples.len() * 2);
-    header.write(&mut buf);
+    header.write(&mut buf, samples.len() * 2);
     for &s in samples {
         buf.put_i16_le(f32_to_s16(s));
     }
     buf.freeze()
 }
 
-/// Encodes a silent frame of the header's size.
+/// Encodes a silent PCM frame of the header's size.
 pub fn encode_silence(header: &FrameHeader) -> Bytes {
-    let mut buf = BytesMut::with_capacity(HEADER_LEN + header.payload_len());
-    header.write(&mut buf);
-    buf.put_bytes(0, header.payload_len());
+    let len = header.pcm_payload_len();
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + len);
+    header.write(&mut buf, len);
+    buf.put_bytes(0, len);
     buf.freeze()
+}
+
+/// A frame of `header` (its codec byte set to `codec`) around an encoded `payload`.
+pub fn frame_with_payload(header: &FrameHeader, codec: Codec, payload: &[u8]) -> Bytes {
+    let header = FrameHeader { codec, ..*header };
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + payload.len());
+    header.write(&mut buf, payload.len());
+    buf.put_slice(payload);
+    buf.freeze()
+}
+
+/// One chunk as every codec of its station encoded it: complete frames, shared by listeners.
+#[derive(Clone, Debug, Default)]
+pub struct CodecFrames([Option<Bytes>; Codec::COUNT]);
+
+impl CodecFrames {
+    /// The frame for `codec`, if the station encoded it.
+    pub fn get(&self, codec: Codec) -> Option<&Bytes> {
+        self.0[codec.index()].as_ref()
+    }
+
+    pub fn set(&mut self, codec: Codec, frame: Bytes) {
+        self.0[codec.index()] = Some(frame);
+    }
+
+    /// Bytes over all codecs (for memory accounting).
+    pub fn total_len(&self) -> usize {
+        self.0.iter().flatten().map(Bytes::len).sum()
+    }
 }
 
 /// Returns a copy of `frame` with `flags` added (only for the rare per-listener skip).
@@ -194,12 +206,6 @@ pub fn with_flags(frame: &Bytes, flags: u16) -> Bytes {
     copy.freeze()
 }
 
-/// The one `f32` -> s16 conversion, shared by streaming and offline rendering.
-#[inline]
-pub fn f32_to_s16(s: f32) -> i16 {
-    (s.clamp(-1.0, 1.0) * 32767.0).round() as i16
-}
-
 /// Stream format, as announced in `welcome`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamFormat {
@@ -207,6 +213,50 @@ pub struct StreamFormat {
     pub sample_rate: u32,
     pub channels: u8,
     pub frames_per_chunk: u32,
+    /// What the decoder needs first, base64: Opus's `OpusHead`, FLAC's `fLaC` + STREAMINFO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<String>,
+    /// Opus: samples at 48 kHz the decoded audio lags the input by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_skip: Option<u32>,
+    /// Opus: the encoder's target bit rate, bit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitrate: Option<u32>,
+}
+
+impl StreamFormat {
+    /// The PCM format of a stream (before any codec's setup is added).
+    pub fn pcm(sample_rate: u32, channels: u8, frames_per_chunk: u32) -> Self {
+        Self {
+            codec: Codec::PcmS16Le.name().to_string(),
+            sample_rate,
+            channels,
+            frames_per_chunk,
+            setup: None,
+            pre_skip: None,
+            bitrate: None,
+        }
+    }
+
+    /// This format as `setup`'s codec carries it.
+    pub fn with_codec(&self, setup: &CodecSetup) -> Self {
+        use base64::Engine as _;
+        Self {
+            codec: setup.codec.name().to_string(),
+            setup: (!setup.setup.is_empty())
+                .then(|| base64::engine::general_purpose::STANDARD.encode(&setup.setup)),
+            pre_skip: setup.pre_skip,
+            bitrate: setup.bitrate,
+            ..self.clone()
+        }
+    }
+
+    /// The setup bytes, decoded from base64.
+    pub fn setup_bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let text = self.setup.as_deref()?;
+        base64::engine::general_purpose::STANDARD.decode(text).ok()
+    }
 }
 
 /// Messages a client may send (JSON text, tagged by `type`).
@@ -219,6 +269,9 @@ pub enum ClientMessage {
         protocol: Option<u8>,
         #[serde(default)]
         client: Option<String>,
+        /// The codec to receive from now on (`opus`, `flac`, `pcm_s16le`).
+        #[serde(default)]
+        codec: Option<String>,
     },
     /// Clock-offset probe; `client_time` is echoed back in `pong`.
     Ping {
@@ -234,6 +287,9 @@ pub enum ClientMessage {
         /// Render timestamp to playout, in ms (as measured by the client).
         #[serde(default)]
         latency_ms: Option<f64>,
+        /// Chunks the client could not decode since the connection started (cumulative).
+        #[serde(default)]
+        decode_errors: Option<u64>,
     },
     /// Music parameter change (see docs/protocol.md).
     Control(serde_json::Map<String, serde_json::Value>),
@@ -249,6 +305,8 @@ pub enum ServerMessage {
         station: String,
         stations: Vec<String>,
         format: StreamFormat,
+        /// Every codec the station offers, its default first.
+        codecs: Vec<String>,
         chunk_ms: u32,
         server_time_unix_ns: u64,
     },

@@ -8,6 +8,7 @@
 //!   value seen on this connection (a decrease is ignored; a client that restarts its count does
 //!   so on a new connection), and a connection can never add more underruns than chunks the
 //!   server could have sent it since it connected.
+//! - **decode errors** (chunks the client could not decode) are cumulative and bounded the same way.
 //! - **buffer** cannot hold more audio than was released to the connection since it opened.
 //! - **latency** (render to playout) cannot exceed the connection's age plus the oldest audio it
 //!   could have been sent at connect: the render-ahead and one catch-up chunk.
@@ -30,6 +31,8 @@ pub struct ClaimedReport {
     /// Cumulative playback underruns on this connection.
     pub underruns: u64,
     pub latency_ms: Option<f64>,
+    /// Cumulative chunks this connection could not decode.
+    pub decode_errors: Option<u64>,
 }
 
 /// What of a report may be recorded, and which fields were refused.
@@ -37,6 +40,8 @@ pub struct ClaimedReport {
 pub struct Accepted {
     /// Underruns to add to the counter (new since the last accepted report).
     pub new_underruns: u64,
+    /// Decode errors to add to the counter (new since the last accepted report).
+    pub new_decode_errors: u64,
     pub buffer_seconds: Option<f64>,
     pub latency_seconds: Option<f64>,
     /// Fields refused as impossible (a decrease of underruns is ignored, not refused).
@@ -58,8 +63,23 @@ pub struct ReportBounds {
     chunk_period: Duration,
     /// The oldest audio a connection can be sent at connect: the ring's whole capacity.
     render_ahead: Duration,
-    /// Highest cumulative underrun count accepted on this connection.
+    /// Highest cumulative underrun and decode-error counts accepted on this connection.
     underruns_seen: u64,
+    decode_errors_seen: u64,
+}
+
+/// A cumulative per-connection count: what it adds beyond the highest value seen, or `Err` when
+/// it claims more events than chunks could have arrived.
+fn cumulative(claimed: u64, seen: &mut u64, possible: u64) -> Result<u64, ()> {
+    if claimed <= *seen {
+        return Ok(0);
+    }
+    if claimed > possible {
+        return Err(());
+    }
+    let new = claimed - *seen;
+    *seen = claimed;
+    Ok(new)
 }
 
 impl ReportBounds {
@@ -69,6 +89,7 @@ impl ReportBounds {
             chunk_period,
             render_ahead,
             underruns_seen: 0,
+            decode_errors_seen: 0,
         }
     }
 
@@ -80,12 +101,14 @@ impl ReportBounds {
 
         let chunks_possible =
             (age.as_nanos() / self.chunk_period.as_nanos().max(1)) as u64 + u64::from(SLACK_CHUNKS);
-        if report.underruns > self.underruns_seen {
-            if report.underruns <= chunks_possible {
-                accepted.new_underruns = report.underruns - self.underruns_seen;
-                self.underruns_seen = report.underruns;
-            } else {
-                accepted.refused[ReportField::Underruns as usize] = true;
+        match cumulative(report.underruns, &mut self.underruns_seen, chunks_possible) {
+            Ok(new) => accepted.new_underruns = new,
+            Err(()) => accepted.refused[ReportField::Underruns as usize] = true,
+        }
+        if let Some(claimed) = report.decode_errors {
+            match cumulative(claimed, &mut self.decode_errors_seen, chunks_possible) {
+                Ok(new) => accepted.new_decode_errors = new,
+                Err(()) => accepted.refused[ReportField::DecodeErrors as usize] = true,
             }
         }
 
@@ -123,6 +146,7 @@ mod tests {
             buffer_ms: 150.0,
             underruns,
             latency_ms: Some(450.0),
+            decode_errors: None,
         }
     }
 
@@ -170,6 +194,21 @@ mod tests {
     }
 
     #[test]
+    fn decode_errors_are_bounded_by_the_chunks_a_connection_could_get() {
+        let start = Instant::now();
+        let mut b = bounds(start);
+        let at = start + Duration::from_secs(1);
+        let claim = |n| ClaimedReport {
+            decode_errors: Some(n),
+            ..report(0)
+        };
+        assert!(b.check(at, claim(u64::MAX)).refused[ReportField::DecodeErrors as usize]);
+        assert_eq!(b.check(at, claim(4)).new_decode_errors, 4);
+        assert_eq!(b.check(at, claim(2)).new_decode_errors, 0);
+        assert_eq!(b.check(at, claim(6)).new_decode_errors, 2);
+    }
+
+    #[test]
     fn buffer_and_latency_beyond_the_connections_age_are_refused() {
         let start = Instant::now();
         let mut b = bounds(start);
@@ -180,6 +219,7 @@ mod tests {
                 buffer_ms: 600.0,
                 underruns: 0,
                 latency_ms: Some(1100.0),
+                decode_errors: None,
             },
         );
         assert_eq!(a.buffer_seconds, None);
@@ -195,6 +235,7 @@ mod tests {
                 buffer_ms: 500.0,
                 underruns: 0,
                 latency_ms: Some(1000.0),
+                decode_errors: None,
             },
         );
         assert_eq!(a.buffer_seconds, Some(0.5));

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::hub::StationHub;
+use crate::codec::Codec;
 use crate::telemetry::live::LiveHistogram;
 use crate::telemetry::metrics::{DELIVERY_BUCKETS, JITTER_BUCKETS};
 
@@ -71,6 +72,8 @@ impl Samples {
 /// A listener's figures since the last flush.
 pub struct DeliveryTally<'a> {
     hub: &'a StationHub,
+    /// The codec this listener receives: its bytes and itself are counted under it.
+    codec: Codec,
     last_flush: Instant,
     chunks: u64,
     bytes: u64,
@@ -79,9 +82,12 @@ pub struct DeliveryTally<'a> {
 }
 
 impl<'a> DeliveryTally<'a> {
-    pub fn new(hub: &'a StationHub) -> Self {
+    /// A tally for a listener of `codec` (counted among that codec's listeners until dropped).
+    pub fn new(hub: &'a StationHub, codec: Codec) -> Self {
+        hub.stats.listeners_by_codec[codec.index()].fetch_add(1, Ordering::Relaxed);
         Self {
             hub,
+            codec,
             last_flush: Instant::now(),
             chunks: 0,
             bytes: 0,
@@ -116,9 +122,19 @@ impl<'a> DeliveryTally<'a> {
 
     /// Adds everything counted so far to the station's totals (`StationStats`, which `/metrics`
     /// mirrors into the Prometheus counters) and histograms.
+    /// The listener switched codecs: what it got so far stays under the old one.
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.flush();
+        let listeners = &self.hub.stats.listeners_by_codec;
+        listeners[self.codec.index()].fetch_sub(1, Ordering::Relaxed);
+        listeners[codec.index()].fetch_add(1, Ordering::Relaxed);
+        self.codec = codec;
+    }
+
     pub fn flush(&mut self) {
         let hub = self.hub;
         if self.chunks > 0 {
+            hub.stats.bytes_by_codec[self.codec.index()].fetch_add(self.bytes, Ordering::Relaxed);
             hub.stats
                 .chunks_sent
                 .fetch_add(self.chunks, Ordering::Relaxed);
@@ -138,5 +154,6 @@ impl<'a> DeliveryTally<'a> {
 impl Drop for DeliveryTally<'_> {
     fn drop(&mut self) {
         self.flush();
+        self.hub.stats.listeners_by_codec[self.codec.index()].fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -23,6 +23,7 @@ use super::protocol::{
 use super::reports::{ClaimedReport, ReportBounds};
 use super::tally::DeliveryTally;
 use crate::clock::unix_nanos;
+use crate::codec::Codec;
 use crate::control::{ControlAccess, StationControl, TokenBucket};
 use crate::shutdown::stopped;
 use crate::telemetry::metrics::DisconnectReason;
@@ -33,6 +34,8 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// The client broke the protocol.
     pub const PROTOCOL_ERROR: u16 = 1002;
+    /// The client asked for data the server cannot give it (here: a codec not offered).
+    pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A text message was not valid UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// The client broke a server policy (here: it cannot keep up with the live stream).
@@ -76,12 +79,17 @@ pub struct Session {
     pub access: Arc<ControlAccess>,
     /// The listener's address: control from loopback needs no token (never logged as a label).
     pub peer: IpAddr,
+    /// The codec the session starts with (`?codec=`, else the station's default); `hello` may
+    /// change it.
+    pub codec: Codec,
 }
 
 /// Something the reader wants the writer to send.
 #[derive(Debug)]
 enum Outgoing {
     Text(String),
+    /// Send `welcome` for `codec`, switching to it first if the session has another.
+    Welcome(Codec),
     Close {
         code: u16,
         reason: &'static str,
@@ -129,14 +137,23 @@ where
     reason
 }
 
-fn welcome(session: &Session) -> ServerMessage {
+fn welcome(session: &Session, codec: Codec) -> ServerMessage {
     let hub = &session.station;
+    let format = match hub.codec_setup(codec) {
+        Some(setup) => hub.format.with_codec(setup),
+        None => hub.format.clone(),
+    };
     ServerMessage::Welcome {
         protocol: PROTOCOL_VERSION,
         session: session.id,
         station: hub.name.clone(),
         stations: session.stations.to_vec(),
-        format: hub.format.clone(),
+        format,
+        codecs: hub
+            .codecs
+            .iter()
+            .map(|s| s.codec.name().to_string())
+            .collect(),
         chunk_ms: hub.chunk_ms,
         server_time_unix_ns: unix_nanos(),
     }
@@ -188,6 +205,8 @@ impl LagWindow {
 
 /// Per-listener delivery state for metrics.
 struct Delivery<'a> {
+    /// The codec whose frames this listener gets.
+    codec: Codec,
     last_sequence: Option<u64>,
     last_write: Option<Instant>,
     /// Jitter needs two regular intervals: not after the catch-up frame at connect or a skip.
@@ -219,12 +238,14 @@ where
         skips: 0,
     };
     let mut delivery = Delivery {
+        codec: session.codec,
         last_sequence: None,
         last_write: None,
         regular_intervals: false,
-        tally: DeliveryTally::new(hub),
+        tally: DeliveryTally::new(hub, session.codec),
     };
-    if let Err(reason) = send_text(&mut sink, welcome(session).to_json(), session, settings).await {
+    let greeting = welcome(session, session.codec).to_json();
+    if let Err(reason) = send_text(&mut sink, greeting, session, settings).await {
         return reason;
     }
     if let Some(frame) = latest {
@@ -238,7 +259,9 @@ where
         let step = tokio::select! {
             biased;
             _ = stopped(&mut shutdown) => Err(Closing::SHUTDOWN),
-            outgoing = out_rx.recv() => forward(&mut sink, outgoing, session, settings).await,
+            outgoing = out_rx.recv() => {
+                forward(&mut sink, outgoing, session, settings, &mut delivery).await
+            }
             _ = pings.tick() => ping(&mut sink, activity, session, settings).await,
             received = frames.recv() => {
                 match next_frame(received, &mut frames, &delivery, &mut lag, session, settings) {
@@ -302,6 +325,7 @@ async fn forward<S>(
     outgoing: Option<Outgoing>,
     session: &Session,
     settings: ListenerSettings,
+    delivery: &mut Delivery<'_>,
 ) -> Result<(), Closing>
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
@@ -310,6 +334,17 @@ where
         Some(Outgoing::Text(text)) => send_text(sink, text, session, settings)
             .await
             .map_err(Closing::Dropped),
+        Some(Outgoing::Welcome(codec)) => {
+            // Frames of the new codec follow the welcome that describes them.
+            if codec != delivery.codec {
+                delivery.codec = codec;
+                delivery.tally.set_codec(codec);
+            }
+            let text = welcome(session, codec).to_json();
+            send_text(sink, text, session, settings)
+                .await
+                .map_err(Closing::Dropped)
+        }
         Some(Outgoing::Close { code, reason, why }) => Err(Closing::Send { code, reason, why }),
         None => Err(Closing::Answer),
     }
@@ -416,10 +451,14 @@ async fn send_frame<S>(
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
+    // A chunk this codec failed to encode is missing: the listener sees a sequence gap.
+    let Some(encoded) = frame.frames.get(delivery.codec) else {
+        return Ok(());
+    };
     let bytes = if extra_flags == 0 {
-        frame.bytes.clone()
+        encoded.clone()
     } else {
-        with_flags(&frame.bytes, extra_flags)
+        with_flags(encoded, extra_flags)
     };
     let len = bytes.len() as u64;
     send_within(sink, Message::Binary(bytes), settings.send_timeout, session).await?;
@@ -544,13 +583,16 @@ async fn read_loop<R>(
     let mut control_bucket = TokenBucket::for_control();
     // Clients report about once a second; a burst allows for a reconnect or a busy tab catching up.
     let mut stats_bucket = TokenBucket::new(5, 2.0);
+    // The codec the writer sends (it switches when told to, in order with the welcome).
+    let mut codec = session.codec;
     while let Some(message) = stream.next().await {
         activity.touch();
         let reply = match message {
             Ok(Message::Text(text)) => {
-                match handle_text(&text, &session, &mut reports, &mut stats_bucket) {
+                match handle_text(&text, &session, &mut codec, &mut reports, &mut stats_bucket) {
                     Reply::None => continue,
                     Reply::Send(message) => vec![Outgoing::Text(message.to_json())],
+                    Reply::Welcome(codec) => vec![Outgoing::Welcome(codec)],
                     Reply::Control(body) => {
                         let reply = control(&body, &session, &mut control_bucket).await;
                         vec![Outgoing::Text(reply.to_json())]
@@ -604,6 +646,8 @@ async fn read_loop<R>(
 enum Reply {
     None,
     Send(ServerMessage),
+    /// `welcome` for this codec (a switch when it differs from the session's).
+    Welcome(Codec),
     /// A control message, answered after the synthesis thread scheduled it.
     Control(serde_json::Map<String, serde_json::Value>),
     SendAndClose(ServerMessage, Outgoing),
@@ -617,6 +661,7 @@ fn reject(session: &Session, code: ErrorCode, message: impl Into<String>) -> Ser
 fn handle_text(
     text: &str,
     session: &Session,
+    codec: &mut Codec,
     reports: &mut ReportBounds,
     stats_bucket: &mut TokenBucket,
 ) -> Reply {
@@ -626,7 +671,11 @@ fn handle_text(
     };
     let metrics = &session.station.metrics;
     match message {
-        ClientMessage::Hello { protocol, .. } => match protocol {
+        ClientMessage::Hello {
+            protocol,
+            codec: requested,
+            ..
+        } => match protocol {
             Some(version) if version != PROTOCOL_VERSION => Reply::SendAndClose(
                 reject(
                     session,
@@ -639,7 +688,23 @@ fn handle_text(
                     why: DisconnectReason::UnsupportedProtocol,
                 },
             ),
-            _ => Reply::Send(welcome(session)),
+            _ => match requested {
+                None => Reply::Welcome(*codec),
+                Some(name) => match offered_codec(&session.station, &name) {
+                    Ok(wanted) => {
+                        *codec = wanted;
+                        Reply::Welcome(wanted)
+                    }
+                    Err(message) => Reply::SendAndClose(
+                        reject(session, ErrorCode::UnsupportedCodec, message),
+                        Outgoing::Close {
+                            code: close_code::UNSUPPORTED_DATA,
+                            reason: "unsupported codec",
+                            why: DisconnectReason::UnsupportedCodec,
+                        },
+                    ),
+                },
+            },
         },
         ClientMessage::Ping { client_time } => Reply::Send(ServerMessage::Pong {
             client_time,
@@ -649,6 +714,7 @@ fn handle_text(
             buffer_ms,
             underruns,
             latency_ms,
+            decode_errors,
         } => {
             if stats_bucket.try_take(Instant::now()).is_err() {
                 return Reply::Send(reject(
@@ -661,10 +727,12 @@ fn handle_text(
                 buffer_ms,
                 underruns,
                 latency_ms,
+                decode_errors,
             };
             let accepted = reports.check(Instant::now(), claimed);
             metrics.client_reports.increment(1);
             metrics.client_underruns.increment(accepted.new_underruns);
+            metrics.client_decode_errors[codec.index()].increment(accepted.new_decode_errors);
             if let Some(buffer) = accepted.buffer_seconds {
                 metrics.client_buffer.record(buffer);
             }
@@ -689,6 +757,33 @@ fn handle_text(
             })
         }
         ClientMessage::Control(body) => Reply::Control(body),
+    }
+}
+
+/// The codec `name` if the station offers it, else the message for the client's `error`.
+///
+/// # Errors
+/// A message naming what the station offers.
+pub fn offered_codec(hub: &StationHub, name: &str) -> Result<Codec, String> {
+    let offered = || {
+        hub.codecs
+            .iter()
+            .map(|s| s.codec.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let shown: String = name.chars().take(32).collect();
+    match Codec::parse(name) {
+        Some(codec) if hub.codec_setup(codec).is_some() => Ok(codec),
+        Some(_) => Err(format!(
+            "station {} does not offer {shown}; it offers {}",
+            hub.name,
+            offered()
+        )),
+        None => Err(format!(
+            "unknown codec {shown:?}; this station offers {}",
+            offered()
+        )),
     }
 }
 

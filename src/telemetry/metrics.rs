@@ -12,6 +12,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::codec::Codec;
 pub use crate::labels::{ControlResult, DisconnectReason};
 use crate::labels::{ErrorCode, Rejection, ReportField, FALLBACK_REASONS};
 
@@ -49,6 +50,10 @@ pub const SYNTHESIS_RESTARTS: &str = "auralis_synthesis_restarts_total";
 pub const WS_REJECTIONS: &str = "auralis_ws_rejections_total";
 pub const HTTP_CONNECTIONS: &str = "auralis_http_connections";
 pub const HTTP_HEADER_TIMEOUTS: &str = "auralis_http_header_timeouts_total";
+pub const ENCODE_DURATION: &str = "auralis_encode_duration_seconds";
+pub const CODEC_LISTENERS: &str = "auralis_codec_listeners";
+pub const CODEC_BYTES_SENT: &str = "auralis_codec_bytes_sent_total";
+pub const CLIENT_DECODE_ERRORS: &str = "auralis_client_decode_errors_total";
 pub const GPU_DISPATCH: &str = "auralis_gpu_dispatch_seconds";
 pub const GPU_BUSY: &str = "auralis_gpu_busy_ratio";
 pub const GPU_ALLOCATED: &str = "auralis_gpu_allocated_bytes";
@@ -56,7 +61,7 @@ pub const GPU_INFO: &str = "auralis_gpu_info";
 
 /// The metrics `/metrics` always shows (with HELP text), for docs and tests. The `auralis_gpu_*`
 /// series appear only when the GPU renders.
-pub const ALL: [&str; 35] = [
+pub const ALL: [&str; 39] = [
     SYNTHESIS_DURATION,
     SYNTHESIS_REALTIME_FACTOR,
     SYNTHESIS_SKIPPED,
@@ -91,6 +96,10 @@ pub const ALL: [&str; 35] = [
     WS_REJECTIONS,
     HTTP_CONNECTIONS,
     HTTP_HEADER_TIMEOUTS,
+    ENCODE_DURATION,
+    CODEC_LISTENERS,
+    CODEC_BYTES_SENT,
+    CLIENT_DECODE_ERRORS,
     // process_* series come from metrics-process and are described there.
     "process_resident_memory_bytes",
 ];
@@ -135,8 +144,9 @@ pub fn install() -> Result<PrometheusHandle, InstallError> {
 }
 
 fn install_once() -> Result<PrometheusHandle, String> {
-    let buckets: [(&str, &[f64]); 11] = [
+    let buckets: [(&str, &[f64]); 12] = [
         (SYNTHESIS_DURATION, FAST_BUCKETS),
+        (ENCODE_DURATION, FAST_BUCKETS),
         (GPU_DISPATCH, DELIVERY_BUCKETS),
         (PACER_LATE, FAST_BUCKETS),
         (CHUNK_DELIVERY, DELIVERY_BUCKETS),
@@ -255,6 +265,24 @@ fn describe_all() {
         "How long listeners stayed connected."
     );
     describe_counter!(WS_CHUNKS_SENT, "Audio chunks written to listeners.");
+    describe_histogram!(
+        ENCODE_DURATION,
+        Unit::Seconds,
+        "Time to encode one chunk with one codec (once per station, shared by its listeners)."
+    );
+    describe_gauge!(
+        CODEC_LISTENERS,
+        "Listeners connected, by the codec they receive."
+    );
+    describe_counter!(
+        CODEC_BYTES_SENT,
+        Unit::Bytes,
+        "Bytes of audio frames written to listeners, by codec."
+    );
+    describe_counter!(
+        CLIENT_DECODE_ERRORS,
+        "Chunks clients reported they could not decode (bounded by the chunks sent to them)."
+    );
     describe_counter!(
         WS_BYTES_SENT,
         Unit::Bytes,
@@ -463,6 +491,11 @@ pub struct StationMetrics {
     pub client_buffer: Histogram,
     pub client_underruns: Counter,
     pub client_reports: Counter,
+    /// Per codec, indexed by `Codec::index`.
+    pub encode_duration: [Histogram; Codec::COUNT],
+    pub codec_listeners: [Gauge; Codec::COUNT],
+    pub codec_bytes_sent: [Counter; Codec::COUNT],
+    pub client_decode_errors: [Counter; Codec::COUNT],
     client_reports_refused: [Counter; ReportField::ALL.len()],
     disconnections: [Counter; DisconnectReason::ALL.len()],
     client_errors: [Counter; ErrorCode::ALL.len()],
@@ -481,7 +514,17 @@ impl StationMetrics {
         let client_reports_refused = ReportField::ALL.map(
             |field| counter!(CLIENT_REPORTS_REFUSED, "station" => s.clone(), "field" => field.as_str()),
         );
+        // `Codec::ALL` is in `Codec::index` order (a codec unit test checks it).
+        let by_codec = |name: &'static str| Codec::ALL.map(|c| (name, s.clone(), c.name()));
         let metrics = Self {
+            encode_duration: by_codec(ENCODE_DURATION)
+                .map(|(n, s, c)| histogram!(n, "station" => s, "codec" => c)),
+            codec_listeners: by_codec(CODEC_LISTENERS)
+                .map(|(n, s, c)| gauge!(n, "station" => s, "codec" => c)),
+            codec_bytes_sent: by_codec(CODEC_BYTES_SENT)
+                .map(|(n, s, c)| counter!(n, "station" => s, "codec" => c)),
+            client_decode_errors: by_codec(CLIENT_DECODE_ERRORS)
+                .map(|(n, s, c)| counter!(n, "station" => s, "codec" => c)),
             synthesis_duration: histogram!(SYNTHESIS_DURATION, "station" => s.clone(), "backend" => backend),
             fallback_synthesis_duration: (backend != "cpu").then(
                 || histogram!(SYNTHESIS_DURATION, "station" => s.clone(), "backend" => "cpu"),

@@ -141,6 +141,7 @@ impl TestServer {
                 name: station.to_string(),
                 seed,
                 preset: None,
+                ..StationConfig::default()
             }],
             ..Config::default()
         };
@@ -194,11 +195,19 @@ impl TestServer {
         }
     }
 
+    /// The WebSocket URL of `path` (as given: the station's default codec unless it names one).
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
     }
 
+    /// A listener of `path`. Tests that compare samples read PCM, so a path that names no codec
+    /// asks for `pcm_s16le`; codec tests name theirs (and `connect_default_codec` names none).
     pub async fn connect(&self, path: &str) -> Ws {
+        self.connect_raw_path(&with_pcm(path)).await
+    }
+
+    /// A listener of `path` exactly as given (no codec added).
+    pub async fn connect_raw_path(&self, path: &str) -> Ws {
         let (ws, _) = tokio_tungstenite::connect_async(self.ws_url(path))
             .await
             .expect("websocket connects");
@@ -207,6 +216,8 @@ impl TestServer {
 
     /// Connects through a socket with a tiny receive buffer, so not reading stalls the server.
     pub async fn connect_small_buffer(&self, path: &str) -> RawWs {
+        let path = with_pcm(path);
+        let path = path.as_str();
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let stream = socket.connect(self.addr).await.unwrap();
@@ -592,4 +603,13 @@ fn parse_server_frame(bytes: &[u8]) -> Option<(RawFrame, usize)> {
         },
         offset + length,
     ))
+}
+
+/// `path` with `codec=pcm_s16le` added unless it names a codec.
+pub fn with_pcm(path: &str) -> String {
+    if path.contains("codec=") {
+        return path.to_string();
+    }
+    let separator = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{separator}codec=pcm_s16le")
 }
