@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::clock::unix_nanos;
+use crate::codec::Codec;
 use crate::stream::hub::StationHub;
 use crate::telemetry::live::{Quantiles, Snapshot};
 use crate::telemetry::system::{SystemFigures, SystemSample};
@@ -50,6 +51,18 @@ pub struct LiveStation {
     pub bytes_sent_total: u64,
     pub send_errors_total: u64,
     pub dropped_total: u64,
+    /// The codecs the station offers, its default first.
+    pub codecs: Vec<LiveCodec>,
+}
+
+/// One codec of a station: who receives it, what it sent, what encoding it costs.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveCodec {
+    pub codec: &'static str,
+    pub listeners: u64,
+    pub bytes_sent_total: u64,
+    /// Encode time per chunk over the last interval (once per chunk, not per listener).
+    pub encode_s: Quantiles,
 }
 
 /// Previous snapshots of one station's histograms.
@@ -59,6 +72,7 @@ struct Previous {
     delivery: Snapshot,
     jitter: Snapshot,
     client_latency: Snapshot,
+    encode: [Snapshot; Codec::COUNT],
 }
 
 /// Starts the reporting task; the receiver always holds the newest report as JSON text (empty
@@ -121,6 +135,19 @@ fn build(
             bytes_sent_total: load(&hub.stats.bytes_sent),
             send_errors_total: load(&hub.stats.send_errors),
             dropped_total: load(&hub.stats.dropped),
+            codecs: hub
+                .codecs
+                .iter()
+                .map(|setup| {
+                    let i = setup.codec.index();
+                    LiveCodec {
+                        codec: setup.codec.name(),
+                        listeners: load(&hub.stats.listeners_by_codec[i]),
+                        bytes_sent_total: load(&hub.stats.bytes_by_codec[i]),
+                        encode_s: hub.live.encode[i].interval(&mut prev.encode[i]),
+                    }
+                })
+                .collect(),
         })
         .collect();
     LiveReport {

@@ -15,7 +15,7 @@ use tokio::time::{sleep_until, Instant};
 use super::ring::{ChunkConsumer, RenderedChunk};
 use super::synthesis::SynthesisShared;
 use crate::clock::unix_nanos;
-use crate::codec::StationEncoders;
+use crate::codec::{Codec, StationEncoders};
 use crate::stream::hub::{Frame, StationHub};
 use crate::stream::protocol::{
     frame_with_payload, CodecFrames, FrameHeader, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL,
@@ -52,6 +52,18 @@ impl LogBudget {
         Some(std::mem::take(&mut self.unlogged))
     }
 }
+/// One encoded payload per codec (`None`: not offered, or its encoder failed on this chunk).
+type Payloads = [Option<Vec<u8>>; Codec::COUNT];
+
+/// A chunk encoded ahead of its deadline.
+struct Prepared {
+    position: u64,
+    rendered_unix_ns: u64,
+    render_nanos: u64,
+    on_gpu: bool,
+    payloads: Payloads,
+}
+
 /// One released chunk in this many is logged (at debug level): a pulse, not a line per chunk.
 const CHUNK_LOG_SAMPLE: u64 = 600;
 
@@ -76,6 +88,9 @@ pub struct Pacer {
     pending_flags: u16,
     /// A chunk popped too early (ahead of the live position); sent when its time comes.
     early: Option<RenderedChunk>,
+    /// The next chunk, encoded right after the previous release so that encoding never sits
+    /// between a deadline and the send.
+    prepared: Option<Prepared>,
     intervals: [f64; INTERVAL_WINDOW],
     interval_count: usize,
     last_release: Option<Instant>,
@@ -118,6 +133,7 @@ impl Pacer {
             next_sequence: start_position / chunk_frames.max(1),
             pending_flags: 0,
             early: None,
+            prepared: None,
             intervals: [0.0; INTERVAL_WINDOW],
             interval_count: 0,
             last_release: None,
@@ -132,9 +148,11 @@ impl Pacer {
         }
     }
 
-    /// Chunks waiting in the ring.
+    /// Chunks rendered and not yet released (in the ring, or taken out early or encoded).
     pub fn depth(&self) -> usize {
-        self.consumer.depth() + usize::from(self.early.is_some())
+        self.consumer.depth()
+            + usize::from(self.early.is_some())
+            + usize::from(self.prepared.is_some())
     }
 
     /// Jumps the stream `chunks` ahead (the pacer fell too far behind); the next frame is flagged.
@@ -167,9 +185,20 @@ impl Pacer {
         }
     }
 
-    /// Produces and publishes the frame for the current position, and advances.
+    /// Produces and publishes the frame for the current position, advances, and encodes the next
+    /// chunk if synthesis has rendered it already.
     pub fn release(&mut self, hub: &StationHub, now: Instant) -> Frame {
-        let chunk = self.take_current(hub);
+        let prepared = match self.prepared.take() {
+            Some(prepared) if prepared.position == self.next_position => Some(prepared),
+            Some(stale) => {
+                // The stream skipped past it (see `skip`): rendered, never sent.
+                hub.metrics.overruns.increment(1);
+                hub.stats.overruns.fetch_add(1, Ordering::Relaxed);
+                drop(stale);
+                self.take_current(hub).map(|chunk| self.prepare(hub, chunk))
+            }
+            None => self.take_current(hub).map(|chunk| self.prepare(hub, chunk)),
+        };
         let depth = self.depth();
         let mut header = FrameHeader {
             flags: std::mem::take(&mut self.pending_flags),
@@ -178,29 +207,11 @@ impl Pacer {
             sent_unix_ns: unix_nanos(),
             ..self.template
         };
-        let frames = match chunk {
-            Some(chunk) => {
-                header.rendered_unix_ns = chunk.rendered_unix_ns;
-                let render_seconds = chunk.render_nanos as f64 / 1e9;
-                // Each series means one backend: a GPU station's fallback blocks are CPU renders.
-                let fallback = hub
-                    .metrics
-                    .fallback_synthesis_duration
-                    .as_ref()
-                    .filter(|_| !chunk.on_gpu);
-                match fallback {
-                    Some(histogram) => histogram.record(render_seconds),
-                    None => hub.metrics.synthesis_duration.record(render_seconds),
-                }
-                hub.live.synthesis.record(render_seconds);
-                if render_seconds > 0.0 && fallback.is_none() {
-                    hub.metrics
-                        .realtime_factor
-                        .set(self.chunk_seconds / render_seconds);
-                }
-                let frames = self.encode(hub, &header, &chunk.samples);
-                self.consumer.recycle(chunk.samples);
-                frames
+        let payloads = match prepared {
+            Some(prepared) => {
+                header.rendered_unix_ns = prepared.rendered_unix_ns;
+                self.record_synthesis(hub, &prepared);
+                prepared.payloads
             }
             None => {
                 header.flags |= FLAG_UNDERRUN_FILL;
@@ -210,11 +221,17 @@ impl Pacer {
                 self.unlogged_underruns += 1;
                 // Silence goes through the encoders too: their state stays continuous.
                 let silence = std::mem::take(&mut self.silence);
-                let frames = self.encode(hub, &header, &silence);
+                let payloads = self.encode(hub, header.position, &silence);
                 self.silence = silence;
-                frames
+                payloads
             }
         };
+        let mut frames = CodecFrames::default();
+        for codec in Codec::ALL {
+            if let Some(payload) = &payloads[codec.index()] {
+                frames.set(codec, frame_with_payload(&header, codec, payload));
+            }
+        }
         self.next_position += self.chunk_frames;
         self.next_sequence += 1;
         self.synthesis.set_live_position(self.next_position);
@@ -232,22 +249,63 @@ impl Pacer {
             popped_at: now,
         };
         hub.publish(frame.clone());
+        // Encode the next chunk now, between deadlines, if it is already rendered.
+        if let Some(chunk) = self.take_current(hub) {
+            self.prepared = Some(self.prepare(hub, chunk));
+        }
         frame
     }
 
-    /// Every codec's frame for one chunk; the time each encoder took is recorded per codec. A
-    /// codec that fails leaves its frame out (its listeners see a sequence gap), and is logged.
-    fn encode(&mut self, hub: &StationHub, header: &FrameHeader, samples: &[f32]) -> CodecFrames {
-        let mut frames = CodecFrames::default();
+    /// Encodes a rendered chunk with every codec and hands its buffer back to synthesis.
+    fn prepare(&mut self, hub: &StationHub, chunk: RenderedChunk) -> Prepared {
+        let payloads = self.encode(hub, chunk.position, &chunk.samples);
+        let prepared = Prepared {
+            position: chunk.position,
+            rendered_unix_ns: chunk.rendered_unix_ns,
+            render_nanos: chunk.render_nanos,
+            on_gpu: chunk.on_gpu,
+            payloads,
+        };
+        self.consumer.recycle(chunk.samples);
+        prepared
+    }
+
+    /// How long the released chunk took to render, under the backend that rendered it.
+    fn record_synthesis(&self, hub: &StationHub, chunk: &Prepared) {
+        let render_seconds = chunk.render_nanos as f64 / 1e9;
+        // Each series means one backend: a GPU station's fallback blocks are CPU renders.
+        let fallback = hub
+            .metrics
+            .fallback_synthesis_duration
+            .as_ref()
+            .filter(|_| !chunk.on_gpu);
+        match fallback {
+            Some(histogram) => histogram.record(render_seconds),
+            None => hub.metrics.synthesis_duration.record(render_seconds),
+        }
+        hub.live.synthesis.record(render_seconds);
+        if render_seconds > 0.0 && fallback.is_none() {
+            hub.metrics
+                .realtime_factor
+                .set(self.chunk_seconds / render_seconds);
+        }
+    }
+
+    /// Every codec's payload for the chunk at `position`; the time each encoder took is recorded
+    /// per codec. A codec that fails leaves its payload out (its listeners see a sequence gap),
+    /// and is logged.
+    fn encode(&mut self, hub: &StationHub, position: u64, samples: &[f32]) -> Payloads {
+        let mut payloads = Payloads::default();
         let mut failures = 0;
         self.encoders.encode(
             samples,
-            header.position,
+            position,
             &mut self.scratch,
             |codec, payload, took| {
                 hub.metrics.encode_duration[codec.index()].record(took.as_secs_f64());
+                hub.live.encode[codec.index()].record(took.as_secs_f64());
                 match payload {
-                    Ok(payload) => frames.set(codec, frame_with_payload(header, codec, payload)),
+                    Ok(payload) => payloads[codec.index()] = Some(payload.to_vec()),
                     Err(error) => {
                         failures += 1;
                         tracing::debug!(station = %hub.name, %error, "chunk not encoded");
@@ -263,7 +321,7 @@ impl Pacer {
                 "an encoder failed; its listeners missed these chunks"
             );
         }
-        frames
+        payloads
     }
 
     /// Rate-limited warnings for underruns, and a sampled debug line for the stream's pulse.
@@ -571,5 +629,37 @@ mod tests {
         assert_eq!(frame.sequence, 31);
         assert_ne!(frame.flags & FLAG_DISCONTINUITY, 0);
         assert_eq!(shared.live_position(), 32 * FRAMES as u64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_chunk_is_encoded_between_deadlines_and_a_skip_discards_it() {
+        let (mut producer, mut pacer, hub, _shared) = setup("pacer-test-e");
+        push(&mut producer, 0, 0.1);
+        push(&mut producer, FRAMES as u64, 0.2);
+        let now = Instant::now();
+        pacer.release(&hub, now);
+        // Chunk 1 left the ring right after chunk 0 went out, already encoded.
+        assert_eq!(pacer.prepared.as_ref().map(|p| p.position), Some(FRAMES as u64));
+        assert_eq!(pacer.depth(), 1);
+        let frame = pacer.release(&hub, now);
+        let (header, payload) =
+            FrameHeader::decode(frame.frames.get(Codec::PcmS16Le).unwrap()).unwrap();
+        assert_eq!((header.position, header.flags), (FRAMES as u64, 0));
+        let expected = crate::codec::f32_to_s16(0.2).to_le_bytes();
+        assert!(payload.chunks_exact(2).all(|s| s == expected));
+
+        push(&mut producer, 2 * FRAMES as u64, 0.3);
+        pacer.release(&hub, now); // chunk 2, taken at its deadline
+        push(&mut producer, 3 * FRAMES as u64, 0.4);
+        pacer.release(&hub, now);
+        assert!(pacer.prepared.is_none(), "nothing rendered for chunk 4 yet");
+        push(&mut producer, 4 * FRAMES as u64, 0.5);
+        push(&mut producer, 5 * FRAMES as u64, 0.6);
+        pacer.release(&hub, now);
+        assert_eq!(pacer.prepared.as_ref().map(|p| p.position), Some(5 * FRAMES as u64));
+        pacer.skip(3);
+        let frame = pacer.release(&hub, now);
+        assert_eq!(frame.position, 8 * FRAMES as u64);
+        assert_ne!(frame.flags & FLAG_UNDERRUN_FILL, 0, "the prepared chunk 5 was skipped");
     }
 }

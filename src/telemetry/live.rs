@@ -149,6 +149,8 @@ pub struct LiveStats {
     pub jitter: LiveHistogram,
     /// Client-reported render-to-playout latency.
     pub client_latency: LiveHistogram,
+    /// Encode time per chunk, per codec (indexed by `Codec::index`).
+    pub encode: [LiveHistogram; crate::codec::Codec::COUNT],
 }
 
 #[cfg(test)]
