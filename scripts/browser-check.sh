@@ -2,7 +2,8 @@
 # Fault injection for the browser client: serves web/ from the stand-in server in
 # tests/web/mock-server.mjs (which can stall, drop, gap and flag the stream on demand) and drives
 # headless Chromium through tests/web/browser-check.mjs: playback, stats, a 700 ms stall, flags,
-# reconnects, the control panel and station switching, all asserted from window.auralis.
+# reconnects, the control panel, station switching and codec negotiation, all asserted from
+# window.auralis.
 # The real server is covered by tests/browser.rs; this covers what is hard to provoke there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +14,6 @@ node tests/web/mock-server.mjs --port "$port" --isolated >/dev/null 2>&1 &
 mock=$!
 trap 'kill "$mock" 2>/dev/null || true' EXIT
 wait_http "http://127.0.0.1:${port}/" 50
-node tests/web/browser-check.mjs --url "http://127.0.0.1:${port}/" --mock
+# The mock offers PCM only: the page asks for it (the negotiation checks at the end load the page
+# without ?codec= and with codecs the mock refuses).
+node tests/web/browser-check.mjs --url "http://127.0.0.1:${port}/" --mock --query "autoplay=1&codec=pcm_s16le"

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Peer comparison on loopback: auralis against Debian's icecast2 2.4, both serving the same music
-# as raw 48 kHz s16le stereo PCM (1536 kbit/s per listener), measured with the same harness.
-#  - icecast2 plays the music from `auralis render` (120 s, looped), fed in real time by ffmpeg as
-#    raw PCM (`-f s16le`, Content-Type audio/L16;rate=48000;channels=2; icecast2 relays it with
-#    its generic handler, and sends no ICY metadata to a client that does not ask for it).
+# Peer comparison on loopback: auralis against Debian's icecast2 2.4, both serving the same music,
+# measured with the same harness. CODEC=pcm (the default): raw 48 kHz s16le stereo PCM (1536
+# kbit/s per listener). CODEC=opus: Opus at OPUS_BITRATE (default 128000) bit/s, stereo 48 kHz.
+#  - icecast2 plays the music from `auralis render` (120 s, looped), fed in real time by ffmpeg:
+#    as raw PCM (`-f s16le`, Content-Type audio/L16;rate=48000;channels=2; icecast2 relays it with
+#    its generic handler, and sends no ICY metadata to a client that does not ask for it), or as
+#    an Ogg/Opus mount (ffmpeg's libopus at the same bit rate, 20 ms frames, 100 ms Ogg pages so
+#    that pages arrive as often as auralis' chunks). The harness reads the HTTP body as bytes and
+#    times arrivals per 100 ms of the nominal byte rate.
 #  - The servers are measured one after the other, each pinned alone to core 0. `auralis load`
 #    runs on core 1, and so does ffmpeg while icecast2 is measured, so that the core under test
 #    only runs the server. Auralis' CPU includes synthesizing the music; icecast2's does not
@@ -20,8 +24,9 @@
 #    inter-arrival <= 150 ms.
 # Writes compare.md and compare.json (plus each run's report and the logs) to COMPARE_OUT.
 # Installs icecast2 and ffmpeg with apt-get when missing; run it as root.
-#   usage: [LEVELS="100 500 1000 2000"] [SECONDS_PER_LEVEL=30] [RAMP=5] [ICECAST_PORT=18600]
-#          [AURALIS_PORT=18610] [COMPARE_OUT=target/compare] scripts/compare-icecast.sh
+#   usage: [CODEC=pcm|opus] [OPUS_BITRATE=128000] [LEVELS="100 500 1000 2000"]
+#          [SECONDS_PER_LEVEL=30] [RAMP=5] [ICECAST_PORT=18600] [AURALIS_PORT=18610]
+#          [COMPARE_OUT=target/compare-CODEC] scripts/compare-icecast.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -34,8 +39,14 @@ aur_port=${AURALIS_PORT:-18610}
 ice_queue=${ICECAST_QUEUE:-524288}
 ice_burst=${ICECAST_BURST:-65536}
 ice_pass=auralis-compare
-mount=/auralis.pcm
-out=${COMPARE_OUT:-target/compare}
+codec=${CODEC:-pcm}
+opus_bitrate=${OPUS_BITRATE:-128000}
+case "$codec" in
+  pcm) mount=/auralis.pcm bytes_per_second=192000 aur_codec=pcm_s16le ;;
+  opus) mount=/auralis.opus bytes_per_second=$((opus_bitrate / 8)) aur_codec=opus ;;
+  *) echo "compare: CODEC must be pcm or opus" >&2; exit 2 ;;
+esac
+out=${COMPARE_OUT:-target/compare-${codec}}
 bin=target/release/auralis
 mkdir -p "$out/icecast"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
@@ -141,11 +152,19 @@ mount_up() {
     grep -q "\"listenurl\":\"[^\"]*${mount}\"" "$ice_tmp/status.json"
 }
 
-# start_source WAV: ffmpeg reads the WAV in real time, forever, and sends it as raw PCM.
+# start_source WAV: ffmpeg reads the WAV in real time, forever, and sends it as raw PCM or Opus.
 start_source() {
+  local format
+  if [ "$codec" = opus ]; then
+    format=(-c:a libopus -b:a "$opus_bitrate" -frame_duration 20 -application audio -ar 48000
+      -ac 2 -f ogg -page_duration 100000 -content_type audio/ogg)
+  else
+    format=(-c:a pcm_s16le -ar 48000 -ac 2 -f s16le
+      -content_type 'audio/L16;rate=48000;channels=2')
+  fi
   taskset -c 1 ffmpeg -nostdin -hide_banner -loglevel warning -re -stream_loop -1 -i "$1" \
-    -c:a pcm_s16le -ar 48000 -ac 2 -f s16le -content_type 'audio/L16;rate=48000;channels=2' \
-    -ice_name auralis "icecast://source:${ice_pass}@127.0.0.1:${ice_port}${mount}" \
+    "${format[@]}" -ice_name auralis \
+    "icecast://source:${ice_pass}@127.0.0.1:${ice_port}${mount}" \
     >"$out/icecast/ffmpeg.log" 2>&1 &
   ff_pid=$!
   for _ in $(seq 1 100); do
@@ -179,7 +198,8 @@ measure() {
   [ -n "$ff_pid" ] && src0=$(cpu_ticks "$ff_pid")
   t0=$(date +%s.%N)
   taskset -c 1 "$bin" load --url "$url" --clients "$n" --duration "$run_seconds" \
-    --ramp "$ramp" --threads 1 --json "$out/${server}-${n}.json" >"$out/${server}-${n}.txt" 2>&1 &
+    --ramp "$ramp" --threads 1 --decode-fraction 0 --pcm-bytes-per-second "$bytes_per_second" \
+    --json "$out/${server}-${n}.json" >"$out/${server}-${n}.txt" 2>&1 &
   load_pid=$!
   sleep "$(awk -v r="$ramp" -v d="$run_seconds" 'BEGIN {print r + d / 2}')"
   local mid; mid=$(rss_kb "$pid")
@@ -218,15 +238,18 @@ main() {
   wait_http "http://127.0.0.1:${aur_port}/readyz"
   sleep 2
   for n in $levels; do
-    measure auralis "$aur_pid" "ws://127.0.0.1:${aur_port}/ws" "$n"
+    measure auralis "$aur_pid" "ws://127.0.0.1:${aur_port}/ws?codec=${aur_codec}" "$n"
   done
   stop aur_pid
 
-  python3 - "$out" "$(getconf CLK_TCK)" "$run_seconds" "$ramp" "$ice_queue" "$ice_burst" <<'PY'
+  python3 - "$out" "$(getconf CLK_TCK)" "$run_seconds" "$ramp" "$ice_queue" "$ice_burst" \
+    "$codec" "$opus_bitrate" <<'PY'
 import json, os, sys
 
 out, hz, run_seconds, ramp = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 ice_queue, ice_burst = int(sys.argv[5]), int(sys.argv[6])
+codec, opus_bitrate = sys.argv[7], int(sys.argv[8])
+stream = "raw PCM, 1536 kbit/s" if codec == "pcm" else f"Opus at {opus_bitrate // 1000} kbit/s"
 servers = ("auralis", "icecast")
 results = {s: {} for s in servers}
 
@@ -311,7 +334,8 @@ columns = [
     ("harness exit", cell("harness_exit", "{}")),
 ]
 lines = [
-    f"auralis vs icecast2, each pinned alone to core 0, harness on core 1; {run_seconds:g} s per "
+    f"auralis vs icecast2 ({stream}), each pinned alone to core 0, harness on core 1; "
+    f"{run_seconds:g} s per "
     f"level after a {ramp:g} s ramp; icecast2 queue-size {ice_queue} B, burst-size {ice_burst} B.",
     "Each cell: auralis / icecast2.",
     "",
@@ -331,7 +355,7 @@ text = "\n".join(lines) + "\n"
 print(text, end="")
 open(os.path.join(out, "compare.md"), "w").write(text)
 summary = {
-    "run_seconds": run_seconds, "ramp_seconds": ramp,
+    "codec": codec, "run_seconds": run_seconds, "ramp_seconds": ramp,
     "icecast": {"queue_size_bytes": ice_queue, "burst_size_bytes": ice_burst},
     "max_listeners_passed": best,
     "results": {s: [results[s][n] for n in sorted(results[s])] for s in servers},

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Per-listener cost, side by side: each server binary given streams to N PCM listeners on one
-# core (taskset -c 0) while the load harness drives them from the other (taskset -c 1, one
-# runtime thread). Prints, per binary, the server's CPU use, the listeners' jitter and the
+# Per-listener cost, side by side: each server binary given streams to N listeners (of CODEC:
+# pcm_s16le by default, or opus, flac) on one core (taskset -c 0) while the load harness drives
+# them from the other (taskset -c 1, one runtime thread; it decodes nothing, framing only). Prints, per binary, the server's CPU use, the listeners' jitter and the
 # server-side jitter and delivery quantiles, and keeps each load report as JSON.
-#   usage: scripts/perf-fanout.sh CLIENTS SECONDS BINARY [BINARY...]
+#   usage: [CODEC=pcm_s16le|opus|flac] scripts/perf-fanout.sh CLIENTS SECONDS BINARY [BINARY...]
 # HARNESS=PATH runs every load from that binary (default: each server's own), so servers built
 # from different commits are measured by the same harness.
 set -euo pipefail
@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 clients=$1 seconds=$2
 shift 2
 port=${PERF_PORT:-18520}
+codec=${CODEC:-pcm_s16le}
 out=${PERF_OUT:-target/perf}
 mkdir -p "$out"
 # Each listener is a socket on both sides.
@@ -27,11 +28,12 @@ for bin in "$@"; do
     >"$out/fanout-serve.log" 2>&1 &
   pid=$!
   wait_http "http://127.0.0.1:${port}/readyz"
-  json="$out/fanout-${clients}-$(echo "$name" | tr '/' '_').json"
+  json="$out/fanout-${codec}-${clients}-$(echo "$name" | tr '/' '_').json"
   ticks_before=$(cpu_ticks "$pid")
   started=$(date +%s.%N)
-  taskset -c 1 "${HARNESS:-$bin}" load --url "ws://127.0.0.1:${port}/ws" --clients "$clients" \
-    --duration "${seconds}s" --ramp 10s --threads 1 --json "$json" >/dev/null
+  taskset -c 1 "${HARNESS:-$bin}" load --url "ws://127.0.0.1:${port}/ws?codec=${codec}" \
+    --clients "$clients" --duration "${seconds}s" --ramp 10s --threads 1 --json "$json" \
+    --decode-fraction "${DECODE_FRACTION:-0}" >/dev/null
   ticks_after=$(cpu_ticks "$pid")
   ended=$(date +%s.%N)
   kill "$pid"

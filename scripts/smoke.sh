@@ -52,6 +52,18 @@ assert r["server"]["chunks_sent"] >= h["chunks"], r["server"]
 print(f"smoke: {r['connected']} listeners, {h['chunks']} chunks, 0 gaps; server sent {r['server']['chunks_sent']:.0f}")
 PY
 
+# Every codec through the harness, half the clients decoding every chunk.
+for codec in opus flac pcm_s16le; do
+  "$bin" load --url "ws://127.0.0.1:${port}/ws?codec=${codec}" --clients 6 --duration 2s \
+    --decode-fraction 0.5 --slo gaps==0 --slo decode_errors==0 --json "$workdir/load-${codec}.json" \
+    >/dev/null
+  echo "smoke: ${codec}: 6 listeners, 0 gaps, 0 decode errors"
+done
+
+# The browser player against this server: Opus through WebCodecs by default, then FLAC, then
+# FLAC with damaged chunks (counted as decode errors, played as silence, no underrun).
+node tests/web/browser-check.mjs --url "http://127.0.0.1:${port}/" --scenario codecs
+
 kill -TERM "$pid"
 wait "$pid"
 grep -q "shutdown complete" "$workdir/serve.log"

@@ -1,6 +1,6 @@
 //! The browser client in real Chromium: headless, autoplay allowed, driven over the DevTools
 //! protocol. Assertions read the page's own state (`window.auralis`, fed by the AudioWorklet),
-//! never mocks: it played non-silent audio with zero underruns, the server received its `stats`,
+//! never mocks: it played non-silent Opus (decoded with WebCodecs) with zero underruns, the server received its `stats`,
 //! and it reconnected by itself after a server restart. Then the built-in dashboard (`/dashboard`)
 //! must draw the live feed. Screenshots of both are saved to `target/browser-artifacts/`.
 //!
@@ -279,6 +279,9 @@ async fn chromium_plays_the_stream_reports_stats_and_survives_a_restart() {
         "{heard}"
     );
     assert_eq!(number(&heard, "gaps"), 0.0, "{heard}");
+    // Chromium has WebCodecs: the player asked for Opus, the station's default, and decoded it.
+    assert_eq!(heard["codec"], "opus", "{heard}");
+    assert_eq!(number(&heard, "decodeErrors"), 0.0, "{heard}");
     assert!(number(&heard, "statsSent") >= 3.0, "{heard}");
     println!(
         "first sound {} ms, latency {} ms, buffer {} ms (target {} ms), shared memory {}",

@@ -1,10 +1,14 @@
-// Auralis browser player: WebSocket PCM frames -> ring buffer -> AudioWorklet, with an adaptive
-// jitter buffer, clock-drift correction, reconnects, health statistics and music control.
+// Auralis browser player: WebSocket audio frames (Opus or FLAC through WebCodecs, or PCM) -> ring
+// buffer -> AudioWorklet, with an adaptive jitter buffer, clock-drift correction, reconnects, health
+// statistics and music control.
 //
 // `window.auralis` is a plain object updated in place: the state of the player for people
 // (through the page) and for automated tests (by polling it).
 
-import { decodeFrame, pcmS16ToStereo, statsMessage, ClockSync, CODEC_NAMES, CODEC_PCM_S16LE } from "./protocol.js";
+import {
+  decodeFrame, pcmS16ToStereo, statsMessage, ClockSync, codecName, codecDelayMs, CODEC_PCM_S16LE, PROTOCOL_VERSION,
+} from "./protocol.js";
+import { FrameDecoder, decoderConfig, sameConfig, webCodecsSupports, WEBCODECS_CODECS } from "./decoder.js";
 import { JitterPolicy, RateController, backlogLimitMs } from "./jitter.js";
 import { Ring, createRingStorage, CHANNELS } from "./ring.js";
 import { ControlPanel } from "./control.js";
@@ -25,12 +29,15 @@ const RING_FRAMES = 131072; // 2.7 s at 48 kHz: well above the largest target pl
 const SAB_GUARD_FRAMES = 512; // frames near the read index the worklet may be reading right now
 const DEFAULT_STREAM_RATE = 48000;
 const SUSPEND_AFTER_MS = 30000; // audio device kept open this long after Stop
+const DECODE_FAIL_LIMIT = 50; // chunks in a row that could not be decoded: give up with the reason
+const PENDING_LIMIT = 50; // frames waiting for the decoder (5 s): the oldest is given up
+const PLAYABLE = ["opus", "flac", "pcm_s16le"]; // what `?codec=` may name
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   station: $("station"), play: $("play"), volume: $("volume"), volumeOut: $("volume-out"), status: $("status"),
   latency: $("s-latency"), jitter: $("s-jitter"), buffer: $("s-buffer"), underruns: $("s-underruns"),
-  gaps: $("s-gaps"), disc: $("s-disc"), fills: $("s-fills"), kbps: $("s-kbps"), drift: $("s-drift"),
+  gaps: $("s-gaps"), disc: $("s-disc"), fills: $("s-fills"), codec: $("s-codec"), kbps: $("s-kbps"), drift: $("s-drift"),
   offset: $("s-offset"), first: $("s-first"), reconnects: $("s-reconnects"), seq: $("s-seq"), output: $("s-output"),
 };
 
@@ -60,7 +67,12 @@ const auralis = {
   streamSampleRate: null,
   playbackRate: 1,
   lastSequence: null,
-  kbps: null,
+  codec: null, // the codec streamed, from welcome: opus | flac | pcm_s16le
+  codecs: [], // what the station offers, from welcome
+  bitrate: null, // nominal bit/s from welcome (Opus), else null
+  codecDelayMs: 0, // how far decoded audio lags the frame positions (Opus pre-skip)
+  decodeErrors: 0, // chunks that could not be decoded
+  kbps: null, // received, measured over a few seconds
   skips: 0, // backlogs skipped to the live edge
   duplicates: 0, // frames already played (overlap after a reconnect)
   malformed: 0,
@@ -85,6 +97,7 @@ let analyser = null;
 let moduleReady = null;
 let play = null; // the current playback (see startPlayback), or null when stopped
 let suspendTimer = null;
+let support = null; // what this browser decodes (see decoderSupport)
 
 const scope = new Scope($("scope"));
 const panel = new ControlPanel($("music"), {
@@ -121,6 +134,9 @@ function render() {
   ui.gaps.className = a.gaps > 0 ? "warn" : "";
   ui.disc.textContent = a.discontinuities;
   ui.fills.textContent = a.serverFills;
+  // Nominal bit rate where the codec has one (Opus), else what arrives.
+  const kbit = a.bitrate ? a.bitrate / 1000 : a.kbps;
+  ui.codec.textContent = !live || !a.codec ? "–" : kbit > 0 ? `${a.codec} · ${fmt(kbit)} kbit/s` : a.codec;
   ui.kbps.textContent = live ? fmt(a.kbps) : "–";
   ui.drift.textContent = live ? signed(a.driftPpm) : "–";
   ui.offset.textContent = a.clockOffsetMs == null ? "–" : `${signed(a.clockOffsetMs, 1)} ±${fmt(a.rttMs / 2, 1)}`;
@@ -144,12 +160,45 @@ function stationInfo(name) {
 
 // A listen token in the page's own URL (`/?token=...`) is passed on to the stream: browsers
 // cannot set headers on a WebSocket, so servers that require tokens read it from the query.
-function streamUrl(name) {
+// `codec` (when not null) asks for that codec; without it the server sends the station's default.
+function streamUrl(name, codec) {
   const info = stationInfo(name);
   const path = info && typeof info.stream === "string" ? info.stream : `/ws/${encodeURIComponent(name)}`;
+  const query = new URLSearchParams();
   const token = new URLSearchParams(location.search).get("token");
-  const query = token ? `?token=${encodeURIComponent(token)}` : "";
-  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path + query;
+  if (token) query.set("token", token);
+  if (codec) query.set("codec", codec);
+  const q = query.toString();
+  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path + (q ? `?${q}` : "");
+}
+
+// ---------------------------------------------------------------- codecs
+
+/** What this browser decodes: PCM always, Opus and FLAC where WebCodecs' AudioDecoder does. */
+function decoderSupport() {
+  if (!support) {
+    support = Promise.all(WEBCODECS_CODECS.map((c) => webCodecsSupports(c))).then((ok) => {
+      const can = { pcm_s16le: true };
+      WEBCODECS_CODECS.forEach((c, i) => (can[c] = ok[i]));
+      return can;
+    });
+  }
+  return support;
+}
+
+/**
+ * The codec to ask for: the page's `?codec=` (opus, flac or pcm_s16le) if there is one, else Opus
+ * where WebCodecs decodes it, else PCM. `{ error }` when the page asks for what cannot play here.
+ */
+function chooseCodec(can) {
+  const asked = params.get("codec");
+  if (asked !== null) {
+    const name = codecName(asked);
+    if (!name || !PLAYABLE.includes(name)) return { error: `unknown codec "${asked}" in the page address (use opus, flac or pcm_s16le)` };
+    if (!can[name]) return { error: `this browser cannot decode ${name} (its WebCodecs AudioDecoder does not take it); try ?codec=pcm_s16le` };
+    return { codec: name, forced: true };
+  }
+  return { codec: can.opus ? "opus" : "pcm_s16le", forced: false };
 }
 
 async function fetchStations() {
@@ -322,9 +371,18 @@ function startPlayback({ auto = false } = {}) {
     node: null,
     queued: [], // posted-mode chunks waiting for the node
     writtenTotal: 0, // stream frames handed to the worklet since start
-    segments: [], // [{from, to, zero, renderedMs, sentMs}] ring ranges -> chunk timestamps
-    expectedPos: null, // stream position that continues the audio written last
+    segments: [], // [{from, to, zero, renderedMs, sentMs, delayMs}] ring ranges -> chunk timestamps
+    expectedPos: null, // stream position that continues the audio of the last frame placed
     lastWasFill: false,
+    pending: [], // frames in arrival order, waiting for their audio (decoding) or to be written
+    writeBroken: false, // a frame was dropped after the last one written: the next one fades in
+    codec: null, // the codec to ask for (see chooseCodec)
+    codecForced: false, // named by the page's ?codec=
+    omitCodec: false, // ask for no codec: the last upgrade that named one was refused
+    can: null, // what this browser decodes
+    decoders: new Map(), // codec name -> FrameDecoder
+    delayMs: 0, // codec delay of the stream now arriving
+    decodeFailStreak: 0, // chunks in a row that could not be decoded
     policy: new JitterPolicy(),
     rateCtl: new RateController(),
     conn: null,
@@ -353,10 +411,22 @@ function startPlayback({ auto = false } = {}) {
     nonSilentFrames: 0, statsSent: 0, reconnects: 0, latencyMs: null, bufferMs: 0, targetMs: p.policy.targetMs,
     jitterMs: 0, driftPpm: 0, sharedMemory: shared, sampleRate: ctx.sampleRate, firstSoundMs: null,
     streamSampleRate: null, playbackRate: 1, lastSequence: null, kbps: null, skips: 0, duplicates: 0,
-    malformed: 0, overflowFrames: 0, lastServerError: null,
+    malformed: 0, overflowFrames: 0, lastServerError: null, codec: null, codecs: [], bitrate: null,
+    codecDelayMs: 0, decodeErrors: 0,
   });
   setState("connecting", `connecting to ${name}…`);
-  connect(p);
+  decoderSupport().then((can) => {
+    if (play !== p) return;
+    p.can = can;
+    const chosen = chooseCodec(can);
+    if (chosen.error) {
+      fail(chosen.error);
+      return;
+    }
+    p.codec = chosen.codec;
+    p.codecForced = chosen.forced;
+    connect(p);
+  });
   moduleReady.then(
     () => {
       if (play === p) createNode(p);
@@ -397,6 +467,9 @@ function stopPlayback(state = "idle", note = "") {
     ws.close(1000, "stop");
   }
   scope.attach(null);
+  for (const d of p.decoders.values()) d.close();
+  p.decoders.clear();
+  p.pending = [];
   if (ctx && master) {
     // Fade out instead of cutting the waveform, then release the output.
     const t = ctx.currentTime;
@@ -431,12 +504,15 @@ function connect(p) {
   p.retryTimer = null;
   const c = {
     ws: null, opened: false, welcomed: false, frames: 0, lastSeq: null,
-    underrunBase: auralis.underruns, stableTimer: null, reconnect: p.dropped,
+    underrunBase: auralis.underruns, decodeErrorBase: auralis.decodeErrors, stableTimer: null, reconnect: p.dropped,
+    askedCodec: p.omitCodec ? null : p.codec, // in the URL
+    codec: null, // of the frames now arriving, from the last welcome this player accepted
+    switching: null, // asked the server (hello) for this codec; its welcome is still to come
   };
   p.conn = c;
   let ws;
   try {
-    ws = new WebSocket(streamUrl(p.station));
+    ws = new WebSocket(streamUrl(p.station, c.askedCodec));
   } catch (e) {
     fail(`cannot open the stream: ${e.message}`);
     return;
@@ -476,6 +552,10 @@ async function onDrop(p, c, ev) {
     fail(`the server ended the stream: ${closeReason(ev)}`);
     return;
   }
+  if (ev.code === 1003) {
+    fail(`the server refused the codec: ${auralis.lastServerError || closeReason(ev)}`);
+    return;
+  }
   if (c.welcomed) p.dropped = true;
   if (!c.opened) {
     // The upgrade was refused: tell an unknown station apart from a server that is down.
@@ -483,6 +563,14 @@ async function onDrop(p, c, ev) {
     if (play !== p || p.conn) return;
     if (ok && !stationInfo(p.station)) {
       fail(`unknown station "${p.station}"`);
+      return;
+    }
+    if (ok && c.askedCodec && !p.omitCodec) {
+      // The server is up and has the station: it may not offer the codec asked for (it refuses
+      // that upgrade with a 400 a page cannot read). Ask once for none: the welcome lists the
+      // station's codecs, and onWelcome asks for one this browser decodes.
+      p.omitCodec = true;
+      connect(p);
       return;
     }
   }
@@ -529,6 +617,7 @@ function onText(p, c, text) {
     case "error":
       auralis.lastServerError = `${msg.code}: ${msg.message}`;
       if (msg.code === "unsupported_protocol") fail(`server refused the protocol: ${msg.message}`);
+      else if (msg.code === "unsupported_codec") fail(`the server does not stream ${c.switching || p.codec}: ${msg.message}`);
       else {
         auralis.note = `server said ${msg.code}: ${msg.message}`;
         render();
@@ -541,16 +630,51 @@ function onText(p, c, text) {
   }
 }
 
+/** Asks the server (hello) to stream `codec` on this connection from now on. */
+function switchCodec(p, c, codec) {
+  c.switching = codec;
+  send(p, { type: "hello", protocol: PROTOCOL_VERSION, codec });
+}
+
 function onWelcome(p, c, msg) {
   const f = msg.format || {};
-  if (f.codec !== CODEC_NAMES[CODEC_PCM_S16LE]) {
-    fail(`the server streams ${f.codec}, which this player does not decode`);
-    return;
-  }
+  const station = msg.station || p.station;
+  const name = codecName(f.codec);
+  const offered = Array.isArray(msg.codecs) ? msg.codecs.map(codecName).filter(Boolean) : [];
   if (!(f.channels >= 1)) {
     fail(`the server streams ${f.channels} channels`);
     return;
   }
+  if (name !== p.codec && !c.switching) {
+    // Not what was asked for: this connection asked for no codec (see onDrop).
+    if (p.codecForced && !offered.includes(p.codec)) {
+      fail(`station "${station}" does not offer ${p.codec} (it offers ${offered.join(", ") || f.codec})`);
+      return;
+    }
+    const better = p.codecForced ? p.codec : name && p.can[name] ? null : offered.find((x) => p.can[x]);
+    if (better) {
+      switchCodec(p, c, better);
+      return;
+    }
+  }
+  if (!name || !p.can[name]) {
+    fail(`the server streams ${f.codec}, which this player does not decode`);
+    return;
+  }
+  if (name !== "pcm_s16le") {
+    try {
+      ensureDecoder(p, name, f);
+    } catch (e) {
+      fail(`cannot decode ${name} here: ${e && e.message ? e.message : e}`);
+      return;
+    }
+  }
+  c.codec = name;
+  c.switching = null;
+  p.codec = name;
+  p.omitCodec = false;
+  p.delayMs = codecDelayMs(f);
+  Object.assign(auralis, { codec: name, codecs: offered, bitrate: f.bitrate > 0 ? f.bitrate : null, codecDelayMs: p.delayMs });
   const first = !c.welcomed;
   c.welcomed = true;
   if (f.sample_rate > 0 && f.sample_rate !== p.streamRate) p.streamRate = f.sample_rate;
@@ -566,9 +690,60 @@ function onWelcome(p, c, msg) {
   c.stableTimer = setTimeout(() => {
     if (p.conn === c && c.frames > 0) p.backoffMs = BACKOFF_MIN_MS;
   }, STABLE_MS);
-  p.playingNote = `${msg.station || p.station} · ${p.streamRate / 1000} kHz${p.streamRate !== ctx.sampleRate ? ` → ${ctx.sampleRate / 1000} kHz` : ""}`;
+  p.playingNote = `${station} · ${name} · ${p.streamRate / 1000} kHz${p.streamRate !== ctx.sampleRate ? ` → ${ctx.sampleRate / 1000} kHz` : ""}`;
   if (p.worklet && p.worklet.playing) setState("playing", p.playingNote);
-  else setState("buffering", `${msg.station || p.station}: prebuffering ${Math.round(p.policy.targetMs)} ms`);
+  else setState("buffering", `${station}: prebuffering ${Math.round(p.policy.targetMs)} ms`);
+}
+
+/** The decoder for `codec`, configured for `format` (kept across reconnects while it matches). */
+function ensureDecoder(p, codec, format) {
+  const config = decoderConfig(format);
+  const old = p.decoders.get(codec);
+  if (old && sameConfig(old.config, config)) return old;
+  if (old) {
+    // Frames still inside the old decoder will not come back: write what follows them.
+    const lost = new Set(old.jobs.map((j) => j.job));
+    old.close();
+    for (const e of p.pending) if (lost.has(e)) e.failed = e.ready = true;
+    drain(p);
+  }
+  const d = new FrameDecoder(config, {
+    delayMs: codecDelayMs(format),
+    onFrame: (e, samples, frames, whole) => {
+      if (play !== p) return;
+      if (!whole) {
+        // Part of it is missing: as silence of its full length it keeps the timeline.
+        decodeFailed(p, [e], new Error("the decoder gave no audio for part of it"));
+        return;
+      }
+      e.samples = samples;
+      e.frames = frames;
+      e.ready = true;
+      p.decodeFailStreak = 0;
+      drain(p);
+    },
+    onError: (entries, error, reopenError) => decodeFailed(p, entries, error, reopenError),
+  });
+  p.decoders.set(codec, d);
+  return d;
+}
+
+/** Chunks that could not be decoded: counted (and reported in stats), played as silence. */
+function decodeFailed(p, entries, error, fatal = null) {
+  if (play !== p) return;
+  auralis.decodeErrors += entries.length;
+  for (const e of entries) e.failed = e.ready = true;
+  // An error with no chunk lost (a configuration the decoder gave up on) still counts towards
+  // giving up: otherwise a decoder that fails at once would be reconfigured forever.
+  p.decodeFailStreak += Math.max(1, entries.length);
+  const why = (x) => (x && x.message ? `${x.name ? x.name + ": " : ""}${x.message}` : String(x));
+  if (fatal || p.decodeFailStreak >= DECODE_FAIL_LIMIT) {
+    fail(`cannot decode the ${auralis.codec || "audio"} stream: ${why(fatal || error)}`);
+    return;
+  }
+  auralis.note = `could not decode ${entries.length === 1 ? "a chunk" : `${entries.length} chunks`} (${why(error)})`;
+  drain(p);
+  render();
 }
 
 // ---------------------------------------------------------------- audio frames
@@ -581,6 +756,15 @@ function onFrame(p, c, data) {
   } catch (e) {
     auralis.malformed++;
     auralis.note = `ignored a malformed audio frame (${e.message})`;
+    return;
+  }
+  if (h.codecName !== c.codec) {
+    // Frames of the codec this connection is switching away from are expected until the welcome
+    // of the new one; anything else is the server's mistake.
+    if (!c.switching) {
+      auralis.malformed++;
+      auralis.note = `ignored a ${h.codecName} frame on a ${c.codec || "not yet announced"} stream`;
+    }
     return;
   }
   const now = performance.now();
@@ -625,27 +809,82 @@ function onFrame(p, c, data) {
     if (h.position < p.expectedPos) trim = p.expectedPos - h.position;
     else if (h.position > p.expectedPos) jump = true;
   }
-  const fill = h.underrunFill;
+  p.expectedPos = h.position + h.frames;
+
+  // PCM is ready now; Opus and FLAC once the decoder hands the audio back. Either way frames are
+  // written in the order they arrived, each with its own timestamps and flags.
+  const entry = { h, trim, jump, delayMs: p.delayMs, pcm: null, samples: null, frames: 0, ready: false, failed: false };
+  p.pending.push(entry);
+  if (h.codec === CODEC_PCM_S16LE) {
+    entry.pcm = data;
+    entry.ready = true;
+  } else {
+    const d = p.decoders.get(h.codecName);
+    try {
+      if (!d) throw new Error(`no ${h.codecName} decoder`);
+      d.decode(entry, data, h);
+    } catch (e) {
+      decodeFailed(p, [entry], e); // a payload that does not split into packets
+      return;
+    }
+    if (p.pending.length > PENDING_LIMIT && !p.pending[0].ready) {
+      decodeFailed(p, [p.pending[0]], new Error("the decoder returned nothing for 5 s"));
+      return;
+    }
+  }
+  drain(p);
+}
+
+/** Writes the frames at the head of the queue whose audio is ready, in order. */
+function drain(p) {
+  while (play === p && p.pending.length > 0 && p.pending[0].ready) writeFrame(p, p.pending.shift());
+}
+
+function writeFrame(p, e) {
+  const h = e.h;
+  // A chunk that could not be decoded becomes silence of its length, faded like the server's
+  // fills: the timeline and the buffer depth stay as they were, so there is no underrun.
+  const fill = h.underrunFill || e.failed;
+  const jump = e.jump || p.writeBroken;
+  p.writeBroken = false;
   const fadeOut = p.writtenTotal > 0 && (jump || (fill && !p.lastWasFill));
   const fadeIn = !fill && (jump || p.lastWasFill);
-  const frames = h.frames - trim;
   const fadeFrames = Math.round((FADE_MS / 1000) * p.streamRate);
 
+  // `lead`: frames missing at the start of the decoded audio (a decoder drops its start-up delay
+  // from its first output); they count towards the trim.
   let samples;
-  if (p.ring) {
-    if (!p.scratch || p.scratch.length < frames * CHANNELS) p.scratch = new Float32Array(frames * CHANNELS);
-    samples = p.scratch;
+  let from = 0;
+  let frames;
+  let lead = 0;
+  if (e.pcm) {
+    frames = h.frames - e.trim;
+    if (p.ring) {
+      if (!p.scratch || p.scratch.length < frames * CHANNELS) p.scratch = new Float32Array(frames * CHANNELS);
+      samples = p.scratch;
+    } else {
+      samples = new Float32Array(frames * CHANNELS);
+    }
+    if (fill) samples.fill(0, 0, frames * CHANNELS);
+    else pcmS16ToStereo(e.pcm, h.payloadOffset + e.trim * h.channels * 2, frames, h.channels, samples);
   } else {
-    samples = new Float32Array(frames * CHANNELS);
+    if (e.failed) {
+      e.samples = new Float32Array(h.frames * CHANNELS);
+      e.frames = h.frames;
+    }
+    lead = Math.max(0, h.frames - e.frames);
+    from = Math.min(e.frames, Math.max(0, e.trim - lead));
+    frames = e.frames - from;
+    samples = e.samples;
+    if (fill) samples.fill(0); // the server's silence, decoded: make it exact
   }
-  if (fill) samples.fill(0, 0, frames * CHANNELS);
-  else pcmS16ToStereo(data, h.payloadOffset + trim * h.channels * 2, frames, h.channels, samples);
+  if (frames <= 0) return;
   if (fadeIn) {
     const n = Math.min(fadeFrames, frames);
-    for (let i = 0; i < n; i++) {
+    for (let i = 0, k = from * 2; i < n; i++, k += 2) {
       const g = i / n;
-      samples[2 * i] *= g;
-      samples[2 * i + 1] *= g;
+      samples[k] *= g;
+      samples[k + 1] *= g;
     }
   }
 
@@ -655,22 +894,22 @@ function onFrame(p, c, data) {
     if (p.ring.space() < frames) {
       // The worklet is not consuming (output suspended): drop this frame rather than block.
       auralis.overflowFrames += frames;
-      p.expectedPos = null;
+      p.writeBroken = true;
       return;
     }
-    written = p.ring.write(samples, frames);
+    written = p.ring.write(samples, frames, from);
   } else {
-    const m = { type: "chunk", samples, fadeTail: fadeOut };
-    if (p.node) p.node.port.postMessage(m, [samples.buffer]);
+    const part = from === 0 && samples.length === frames * CHANNELS ? samples : samples.slice(from * CHANNELS, (from + frames) * CHANNELS);
+    const m = { type: "chunk", samples: part, fadeTail: fadeOut };
+    if (p.node) p.node.port.postMessage(m, [part.buffer]);
     else p.queued.push(m);
   }
   p.segments.push({
-    from: p.writtenTotal, to: p.writtenTotal + written, zero: p.writtenTotal - trim,
-    renderedMs: h.renderedUnixMs, sentMs: h.sentUnixMs,
+    from: p.writtenTotal, to: p.writtenTotal + written, zero: p.writtenTotal - Math.max(e.trim, lead),
+    renderedMs: h.renderedUnixMs, sentMs: h.sentUnixMs, delayMs: e.delayMs,
   });
   if (p.segments.length > 64) p.segments.shift();
   p.writtenTotal += written;
-  p.expectedPos = h.position + h.frames;
   p.lastWasFill = fill;
 }
 
@@ -737,13 +976,14 @@ function onReport(p, m) {
   sendConfig(p);
 
   // End-to-end latency: when the frame at the read index reaches the speaker (our clock plus the
-  // server offset) minus when its chunk was rendered, referred to the chunk's first frame.
+  // server offset) minus when its chunk was rendered, referred to the chunk's first frame. Decoded
+  // Opus lags its frame positions by the pre-skip: the audio playing is that much older.
   if (m.playing && clock.known) {
     const seg = findSegment(p, m.readTotal);
     if (seg) {
       const outMs = ((ctx.outputLatency || 0) + (ctx.baseLatency || 0)) * 1000;
       const intoChunkMs = ((m.readTotal - seg.zero) / p.streamRate) * 1000;
-      const playoutServerMs = clock.toServer(wallNow() + outMs) - intoChunkMs;
+      const playoutServerMs = clock.toServer(wallNow() + outMs) - intoChunkMs + seg.delayMs;
       auralis.latencyMs = playoutServerMs - seg.renderedMs;
       p.hearDelayMs = playoutServerMs - seg.sentMs;
     }
@@ -785,6 +1025,7 @@ function reportStats(p) {
     bufferMs: auralis.bufferMs,
     underruns: auralis.underruns - c.underrunBase,
     latencyMs: auralis.latencyMs,
+    decodeErrors: auralis.decodeErrors - c.decodeErrorBase,
   });
   if (msg && send(p, msg)) auralis.statsSent++;
 }
@@ -802,7 +1043,11 @@ function switchStation(name) {
     p.conn = null;
     ws.close(1000, "switch station");
   }
-  // Fade out and drop whatever the old station left in the buffer; the new one fades in.
+  // Fade out and drop whatever the old station left in the buffer (and in the decoders); the new
+  // one fades in.
+  for (const d of p.decoders.values()) d.reset();
+  p.pending = [];
+  p.writeBroken = false;
   if (p.node) {
     p.node.port.postMessage({ type: "flush", until: p.writtenTotal });
   } else {

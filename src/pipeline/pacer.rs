@@ -639,7 +639,10 @@ mod tests {
         let now = Instant::now();
         pacer.release(&hub, now);
         // Chunk 1 left the ring right after chunk 0 went out, already encoded.
-        assert_eq!(pacer.prepared.as_ref().map(|p| p.position), Some(FRAMES as u64));
+        assert_eq!(
+            pacer.prepared.as_ref().map(|p| p.position),
+            Some(FRAMES as u64)
+        );
         assert_eq!(pacer.depth(), 1);
         let frame = pacer.release(&hub, now);
         let (header, payload) =
@@ -656,10 +659,17 @@ mod tests {
         push(&mut producer, 4 * FRAMES as u64, 0.5);
         push(&mut producer, 5 * FRAMES as u64, 0.6);
         pacer.release(&hub, now);
-        assert_eq!(pacer.prepared.as_ref().map(|p| p.position), Some(5 * FRAMES as u64));
+        assert_eq!(
+            pacer.prepared.as_ref().map(|p| p.position),
+            Some(5 * FRAMES as u64)
+        );
         pacer.skip(3);
         let frame = pacer.release(&hub, now);
         assert_eq!(frame.position, 8 * FRAMES as u64);
-        assert_ne!(frame.flags & FLAG_UNDERRUN_FILL, 0, "the prepared chunk 5 was skipped");
+        assert_ne!(
+            frame.flags & FLAG_UNDERRUN_FILL,
+            0,
+            "the prepared chunk 5 was skipped"
+        );
     }
 }

@@ -7,8 +7,13 @@
 // Chromium is driven over the DevTools pipe (cdp.mjs), Firefox over Marionette (marionette.mjs).
 // Scenarios:
 //   play (default)  autoplay, steady playback, stats, latency, Stop. With --mock (a server started
-//                   from tests/web/mock-server.mjs) also the fault injection, reconnect, control
-//                   panel and station switch.
+//                   from tests/web/mock-server.mjs, which offers only PCM: scripts/browser-check.sh
+//                   passes --query "autoplay=1&codec=pcm_s16le") also the fault injection,
+//                   reconnect, control panel, station switch and codec negotiation.
+//   codecs          against the real server: the default page (Opus through WebCodecs) and
+//                   ?codec=flac each play for --seconds with no decode errors, gaps or underruns
+//                   (but the tab's) and a plausible bit rate. Then (Chromium) FLAC with a few
+//                   chunks damaged on the way in: counted, reported, played as silence.
 //   token           control against a server started with --token SECRET (refusal, then success).
 //   remote          control against a mock started with --remote (403 explained).
 //   blocked         autoplay without the browser's autoplay permission: a clear note, no hang.
@@ -98,6 +103,8 @@ async function play(page) {
   if (MOCK) {
     const d = await mock("stats");
     check(d.stats >= SECONDS - 1 && d.invalidStats === 0, `server saw ${d.stats} stats reports, ${d.invalidStats} invalid`);
+    check(d.lastStats && d.lastStats.decode_errors === 0, `stats carry decode_errors (${JSON.stringify(d.lastStats)})`);
+    check(a.codec === "pcm_s16le" && a.decodeErrors === 0, `streams PCM as asked (${a.codec}, ${a.decodeErrors} decode errors)`);
 
     const underrunsBefore = (await page.state()).underruns;
     await mock("fill?n=2");
@@ -138,6 +145,123 @@ async function play(page) {
   await page.evaluate(`document.getElementById("play").click()`);
   a = await page.waitFor((s) => s.state === "idle", 2000, "idle");
   check(a.state === "idle", "Stop returns to idle");
+
+  if (MOCK) await negotiation(page);
+}
+
+/** Against the mock, which offers PCM only: what the page asks for, and what it gets. */
+async function negotiation(page) {
+  const open = (query) => {
+    const url = new URL(BASE);
+    url.search = query;
+    return page.navigate(url.href);
+  };
+  const refusals = (await mock("stats")).codecRefusals;
+  // No ?codec=: the player asks for Opus (WebCodecs has it), is refused, asks for none, and plays
+  // the PCM the welcome announces.
+  await open("autoplay=1");
+  let a = await page.waitFor((s) => s.state === "playing" && s.nonSilentFrames > 0 && s.kbps > 0, 5000, "playing PCM by default");
+  const d = await mock("stats");
+  check(a.state === "playing" && a.codec === "pcm_s16le", `without ?codec= plays what the station offers (${a.state}, ${a.codec}, offered ${a.codecs})`);
+  check(d.codecRefusals === refusals + 1, `after one refused codec (${d.codecRefusals - refusals})`);
+  const shown = await page.evaluate(`document.getElementById("s-codec").textContent`);
+  check(/^pcm_s16le · \d+ kbit\/s$/.test(shown), `health panel shows the codec (${shown})`);
+  // A codec the station does not offer, named by the page: a clear error, no retry loop.
+  await open("autoplay=1&codec=opus");
+  a = await page.waitFor((s) => s.state === "error", 5000, "refused codec");
+  check(a.state === "error" && /does not offer opus/.test(a.note), `a codec the station lacks is explained (${a.state}: ${a.note})`);
+  await open("autoplay=1&codec=mp3");
+  a = await page.waitFor((s) => s.state === "error", 3000, "unknown codec");
+  check(a.state === "error" && /unknown codec "mp3"/.test(a.note), `an unknown codec is explained (${a.state}: ${a.note})`);
+}
+
+/** Against the real server: each codec plays cleanly through the decoder that takes it. */
+async function codecs(page) {
+  const cases = [
+    { query: "autoplay=1", codec: "opus", minKbps: 32, maxKbps: 300 }, // 128 kbit/s nominal
+    { query: "autoplay=1&codec=flac", codec: "flac", minKbps: 64, maxKbps: 1536 }, // under PCM's 1536
+  ];
+  const webcodecs = await page.evaluate(`typeof AudioDecoder`);
+  console.log(`  AudioDecoder: ${webcodecs}`);
+  for (const k of cases) {
+    const url = new URL(BASE);
+    url.search = k.query;
+    await page.navigate(url.href);
+    let a = await page.waitFor((s) => s.state === "playing" && s.nonSilentFrames > 0, 8000, `${k.codec} playing`);
+    check(a.state === "playing", `${k.codec}: reaches playing (${a.state}: ${a.note})`);
+    const start = a;
+    await sleep(SECONDS * 1000);
+    a = await page.state();
+    console.log("  " + JSON.stringify(a));
+    const shown = await page.evaluate(`document.getElementById("s-codec").textContent`);
+    const sound = a.nonSilentFrames - start.nonSilentFrames;
+    check(a.state === "playing", `${k.codec}: still playing (${a.state}: ${a.note})`);
+    check(a.codec === k.codec, `${k.codec}: streams ${k.codec} (${a.codec}; the station offers ${a.codecs})`);
+    check(sound > a.sampleRate * (SECONDS - 1), `${k.codec}: outputs sound (${sound} non-silent frames in ${SECONDS} s)`);
+    check(a.decodeErrors === 0, `${k.codec}: no decode errors (${a.decodeErrors})`);
+    check(a.gaps === 0, `${k.codec}: no sequence gaps (${a.gaps})`);
+    check(a.underruns - a.tabUnderruns === 0, `${k.codec}: no underruns but the tab's (${a.underruns}, of which the tab's ${a.tabUnderruns})`);
+    check(a.kbps > k.minKbps && a.kbps < k.maxKbps, `${k.codec}: bit rate plausible (${a.kbps && a.kbps.toFixed(1)} kbit/s received, ${k.minKbps}–${k.maxKbps})`);
+    check(Number.isFinite(a.latencyMs) && a.latencyMs > 0 && a.latencyMs < 2000, `${k.codec}: end-to-end latency known (${a.latencyMs} ms, codec delay ${a.codecDelayMs} ms)`);
+    check(a.statsSent >= SECONDS - 1, `${k.codec}: sends stats (${a.statsSent})`);
+    check(shown.startsWith(`${k.codec} · `) && /\d+ kbit\/s$/.test(shown), `${k.codec}: health panel shows codec and bit rate (${shown})`);
+    await page.evaluate(`document.getElementById("play").click()`);
+    a = await page.waitFor((s) => s.state === "idle", 2000, "idle");
+    check(a.state === "idle", `${k.codec}: Stop returns to idle`);
+  }
+  if (page.cdp) await damaged(page);
+  else console.log("  (damaged chunks: Chromium only)");
+}
+
+const decodeErrorsMetric = async () => {
+  const res = await fetch(new URL("/metrics", BASE));
+  if (!res.ok) return null; // --no-metrics
+  const m = /^auralis_client_decode_errors_total\{station="default",codec="flac"\} (\d+)/m.exec(await res.text());
+  return m ? Number(m[1]) : null;
+};
+
+/** FLAC with every 20th chunk's first FLAC frame overwritten on arrival: Chromium's decoder fails on it. */
+async function damaged(page) {
+  await page.cdp("Page.enable");
+  const { identifier } = await page.cdp("Page.addScriptToEvaluateOnNewDocument", {
+    source: `(() => {
+      const Native = WebSocket;
+      let n = 0;
+      window.__damaged = 0;
+      window.WebSocket = class extends Native {
+        set onmessage(f) {
+          super.onmessage = (ev) => {
+            if (ev.data instanceof ArrayBuffer && ++n % 20 === 10) {
+              const b = new Uint8Array(ev.data);
+              const end = Math.min(b.length, 58 + (b[56] | (b[57] << 8)));
+              for (let i = 60; i < end; i++) b[i] = (i * 37) & 0xff; // past the frame's sync code
+              window.__damaged++;
+            }
+            f(ev);
+          };
+        }
+        get onmessage() { return super.onmessage; }
+      };
+    })();`,
+  });
+  const before = await decodeErrorsMetric();
+  const url = new URL(BASE);
+  url.search = "autoplay=1&codec=flac";
+  await page.navigate(url.href);
+  let a = await page.waitFor((s) => s.state === "playing" && s.nonSilentFrames > 0, 8000, "damaged flac playing");
+  await sleep(SECONDS * 1000);
+  a = await page.state();
+  const hit = await page.evaluate("window.__damaged");
+  console.log(`  damaged ${hit} chunks: decodeErrors=${a.decodeErrors} underruns=${a.underruns} (tab's ${a.tabUnderruns}) note: ${a.note}`);
+  check(a.state === "playing", `damaged flac: plays on (${a.state})`);
+  check(hit > 0 && a.decodeErrors >= hit, `damaged flac: decode errors counted (${a.decodeErrors} for ${hit} damaged chunks)`);
+  check(a.underruns - a.tabUnderruns === 0, `damaged flac: a lost chunk is silence, not an underrun (${a.underruns}, of which the tab's ${a.tabUnderruns})`);
+  await sleep(1200); // the next stats report
+  const after = await decodeErrorsMetric();
+  if (before === null || after === null) console.log("  (no /metrics: the server's count is not checked)");
+  else check(after - before >= hit, `damaged flac: reported to the server (auralis_client_decode_errors_total +${after - before})`);
+  await page.cdp("Page.removeScriptToEvaluateOnNewDocument", { identifier });
+  await page.evaluate(`document.getElementById("play").click()`);
 }
 
 async function token(page) {
@@ -180,7 +304,7 @@ try {
   const url = new URL(BASE);
   url.search = SCENARIO === "play" || SCENARIO === "blocked" ? QUERY : "";
   await page.navigate(url.href);
-  await { play, token, remote, blocked }[SCENARIO](page);
+  await { play, token, remote, blocked, codecs }[SCENARIO](page);
   const errors = page.errors();
   for (const e of errors) console.log("  page error: " + JSON.stringify(e.params).slice(0, 300));
   check(errors.length === 0, "no page errors");

@@ -1,6 +1,8 @@
 // A stand-in Auralis server for exercising the web client without building the real one.
-// It serves web/ and speaks the same wire protocol (docs/protocol.md): /api/stations, the control
-// endpoints, and /ws/NAME streaming a test chord in 100 ms s16le chunks. Fault injection under
+// It serves web/ and speaks the same wire protocol (v2, docs/protocol.md): /api/stations, the
+// control endpoints, and /ws/NAME streaming a test chord in 100 ms chunks. It offers only
+// pcm_s16le: `?codec=` naming anything else is refused with 400 unsupported_codec, as the server
+// refuses a codec its station does not offer, and so is a `hello` asking for one. Fault injection under
 // /debug/* (drop, stall, fill, gap, disc) and a record of the stats reports the client sent.
 // For the live dashboard (/dashboard): /api/live, a Server-Sent Events stream of one made-up
 // snapshot a second, with /debug/live-drop (close the streams) and /debug/live-underrun?n=N.
@@ -16,7 +18,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { encodeFrame, isValidStats, FLAG_UNDERRUN_FILL, FLAG_DISCONTINUITY } from "../../web/protocol.js";
+import { encodeFrame, isValidStats, codecName, PROTOCOL_VERSION, FLAG_UNDERRUN_FILL, FLAG_DISCONTINUITY } from "../../web/protocol.js";
 import { cliOption } from "./harness.mjs";
 
 const opt = cliOption();
@@ -28,6 +30,7 @@ const WEB = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", 
 
 const RATE = 48000;
 const CHUNK_MS = 100;
+const CODECS = ["pcm_s16le"];
 const FRAMES = (RATE * CHUNK_MS) / 1000;
 const PRESETS = ["ambient", "focus", "pulse", "night"];
 const baseParams = () => ({
@@ -39,7 +42,7 @@ const stations = new Map(
   ["default", "night"].map((name, i) => [name, { name, seed: i + 1, params: baseParams(), log: [], listeners: new Set(), root: [146.83, 110][i] }]),
 );
 
-const debug = { stats: 0, invalidStats: 0, lastStats: null, pings: 0, connections: 0, controls: 0 };
+const debug = { stats: 0, invalidStats: 0, lastStats: null, pings: 0, connections: 0, controls: 0, codecRefusals: 0, hellos: 0 };
 const faults = { stallUntil: 0, fill: 0, gap: 0, disc: 0 };
 
 // ---- audio
@@ -129,9 +132,24 @@ function upgrade(req, sock) {
   const url = new URL(req.url, "http://x");
   const name = url.pathname.startsWith("/ws/") ? decodeURIComponent(url.pathname.slice(4)) : url.searchParams.get("station") || "default";
   const st = stations.get(name);
+  const refuse = (status, code, message) => {
+    const body = JSON.stringify({ error: { code, message } });
+    sock.end(`HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  };
   if (!st) {
-    const body = JSON.stringify({ error: { code: "unknown_station", message: `unknown station ${JSON.stringify(name)}` } });
-    sock.end(`HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+    refuse("404 Not Found", "unknown_station", `unknown station ${JSON.stringify(name)}`);
+    return;
+  }
+  const asked = url.searchParams.get("codec");
+  const offeredError = (codec) => {
+    const known = codecName(codec);
+    if (known && CODECS.includes(known)) return null;
+    const shown = String(codec).slice(0, 32);
+    return known ? `station ${name} does not offer ${shown}; it offers ${CODECS.join(", ")}` : `unknown codec ${JSON.stringify(shown)}; this station offers ${CODECS.join(", ")}`;
+  };
+  if (asked !== null && offeredError(asked)) {
+    debug.codecRefusals++;
+    refuse("400 Bad Request", "unsupported_codec", offeredError(asked));
     return;
   }
   const accept = crypto.createHash("sha1").update(req.headers["sec-websocket-key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
@@ -141,11 +159,20 @@ function upgrade(req, sock) {
   const listener = { sock, next: null, offset: 0 }; // offset: chunks skipped by injected gaps
   st.listeners.add(listener);
   const text = (obj) => wsSend(sock, 1, Buffer.from(JSON.stringify(obj)));
-  text({
-    type: "welcome", protocol: 1, session: debug.connections, station: name, stations: [...stations.keys()],
-    format: { codec: "pcm_s16le", sample_rate: RATE, channels: 2, frames_per_chunk: FRAMES }, chunk_ms: CHUNK_MS,
-    server_time_unix_ns: Number(nowNs()),
+  const session = debug.connections;
+  const welcome = () => text({
+    type: "welcome", protocol: PROTOCOL_VERSION, session, station: name, stations: [...stations.keys()],
+    format: { codec: "pcm_s16le", sample_rate: RATE, channels: 2, frames_per_chunk: FRAMES }, codecs: CODECS,
+    chunk_ms: CHUNK_MS, server_time_unix_ns: Number(nowNs()),
   });
+  const close = (code, reason) => {
+    const payload = Buffer.alloc(2 + Buffer.byteLength(reason));
+    payload.writeUInt16BE(code, 0);
+    payload.write(reason, 2);
+    wsSend(sock, 8, payload);
+    sock.end();
+  };
+  welcome();
   const newest = Math.floor(Date.now() / CHUNK_MS) - 1;
   wsSend(sock, 2, frameFor(st, newest));
   listener.next = newest + 1;
@@ -163,7 +190,18 @@ function upgrade(req, sock) {
         text({ type: "error", code: "malformed_json", message: "not valid JSON" });
         return;
       }
-      if (msg.type === "ping") {
+      if (msg.type === "hello") {
+        debug.hellos++;
+        if (msg.protocol != null && msg.protocol !== PROTOCOL_VERSION) {
+          text({ type: "error", code: "unsupported_protocol", message: `this server speaks protocol ${PROTOCOL_VERSION}` });
+          close(1002, "unsupported protocol");
+        } else if (msg.codec != null && offeredError(msg.codec)) {
+          text({ type: "error", code: "unsupported_codec", message: offeredError(msg.codec) });
+          close(1003, "unsupported codec");
+        } else {
+          welcome();
+        }
+      } else if (msg.type === "ping") {
         debug.pings++;
         text({ type: "pong", client_time: msg.client_time ?? null, server_time_unix_ns: Number(nowNs()) });
       } else if (msg.type === "stats") {
