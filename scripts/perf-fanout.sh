@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Per-listener cost, side by side: each server binary given streams to N listeners (of CODEC:
 # pcm_s16le by default, or opus, flac) on one core (taskset -c 0) while the load harness drives
-# them from the other (taskset -c 1, one runtime thread; it decodes nothing, framing only). Prints, per binary, the server's CPU use, the listeners' jitter and the
+# them from the other (taskset -c 1, one runtime thread). The harness decodes what the server's
+# own harness decodes by default (DECODE_FRACTION=0 for framing checks only; the flag is passed
+# only when set, so harnesses from before it exist still run). Prints, per binary, the server's CPU use, the listeners' jitter and the
 # server-side jitter and delivery quantiles, and keeps each load report as JSON.
 #   usage: [CODEC=pcm_s16le|opus|flac] scripts/perf-fanout.sh CLIENTS SECONDS BINARY [BINARY...]
 # HARNESS=PATH runs every load from that binary (default: each server's own), so servers built
@@ -33,7 +35,7 @@ for bin in "$@"; do
   started=$(date +%s.%N)
   taskset -c 1 "${HARNESS:-$bin}" load --url "ws://127.0.0.1:${port}/ws?codec=${codec}" \
     --clients "$clients" --duration "${seconds}s" --ramp 10s --threads 1 --json "$json" \
-    --decode-fraction "${DECODE_FRACTION:-0}" >/dev/null
+    ${DECODE_FRACTION:+--decode-fraction "$DECODE_FRACTION"} >/dev/null
   ticks_after=$(cpu_ticks "$pid")
   ended=$(date +%s.%N)
   kill "$pid"

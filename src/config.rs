@@ -395,9 +395,41 @@ mod tests {
             "x=",
             "x=1:disco",
             "x=1:",
+            "x=1/codecs=mp3",
+            "x=1/codecs=",
+            "x=1/codecs=opus+opus",
+            "x=1/opus_bitrate=fast",
+            "x=1/loud=yes",
         ] {
             assert!(bad.parse::<StationConfig>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn stations_may_name_their_own_codecs_and_bitrate() {
+        let s: StationConfig = "talk=3:focus/codecs=flac+pcm/opus_bitrate=64000"
+            .parse()
+            .unwrap();
+        assert_eq!(s.preset, Some(Preset::Focus));
+        assert_eq!(s.codecs, Some(vec![Codec::Flac, Codec::PcmS16Le]));
+        let settings = s.codec_settings(&CodecSettings::default());
+        assert_eq!(settings.offered, [Codec::Flac, Codec::PcmS16Le]);
+        assert_eq!(settings.opus_bitrate, 64_000);
+        let plain: StationConfig = "x=1".parse().unwrap();
+        assert_eq!(
+            plain.codec_settings(&CodecSettings::default()),
+            CodecSettings::default()
+        );
+        let c = Config {
+            stations: vec!["x=1/opus_bitrate=1000".parse().unwrap()],
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::BadOpusBitrate(1000)));
+        assert_eq!(
+            parse_codecs("opus, flac"),
+            Ok(vec![Codec::Opus, Codec::Flac])
+        );
+        assert!(matches!(parse_codecs(","), Err(ConfigError::BadCodecs(_))));
     }
 
     #[test]

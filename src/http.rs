@@ -528,6 +528,9 @@ pub struct StationInfo {
     pub control: String,
     pub live: bool,
     pub listeners: u64,
+    /// The codecs the station offers (`?codec=` on the stream), its default first.
+    #[serde(default)]
+    pub codecs: Vec<String>,
     /// The newest music parameters.
     pub params: MusicParams,
 }
@@ -555,6 +558,12 @@ async fn stations(State(state): State<Arc<AppState>>) -> Json<StationList> {
                 control: format!("/api/stations/{}/control", s.hub.name),
                 live: s.hub.is_live(),
                 listeners: s.hub.stats.listeners.load(Ordering::Relaxed),
+                codecs: s
+                    .hub
+                    .codecs
+                    .iter()
+                    .map(|c| c.codec.name().to_string())
+                    .collect(),
                 params: snapshot.params,
             }
         })

@@ -1,7 +1,7 @@
 //! The browser client in real Chromium: headless, autoplay allowed, driven over the DevTools
 //! protocol. Assertions read the page's own state (`window.auralis`, fed by the AudioWorklet),
-//! never mocks: it played non-silent Opus (decoded with WebCodecs) with zero underruns, the server received its `stats`,
-//! and it reconnected by itself after a server restart. Then the built-in dashboard (`/dashboard`)
+//! never mocks: it played non-silent Opus (decoded with WebCodecs) with zero underruns, the
+//! server received its `stats`, and it reconnected by itself after a server restart. Then the built-in dashboard (`/dashboard`)
 //! must draw the live feed. Screenshots of both are saved to `target/browser-artifacts/`.
 //!
 //! The DevTools client is a few calls over the WebSocket stack the project already uses, so the

@@ -1,5 +1,6 @@
 // The live dashboard's bookkeeping, free of the DOM so Node can test it (tests/web/dashboard.test.mjs):
-// a rolling window of samples, rates from cumulative counters, threshold colours and formatting.
+// a rolling window of samples, rates from cumulative counters, threshold colours, formatting and
+// the per-codec table.
 // dashboard.js feeds it the events of GET /api/live and draws what it keeps.
 
 /** How much history the charts keep, in seconds. */
@@ -22,6 +23,7 @@ export const THRESHOLDS = {
   client: { base: "ok", steps: [[0.2, "warn"], [0.3, "bad"]] },
   ring: { base: "bad", steps: [[0.1, "warn"], [0.2, "ok"]] },
   underruns: { base: "ok", steps: [[Number.MIN_VALUE, "bad"]] }, // any underrun at all
+  encode: { base: "ok", steps: [[0.01, "warn"], [0.025, "bad"]] },
 };
 
 /** "ok", "warn" or "bad" for a value under `th` (a THRESHOLDS entry); "none" without a value or thresholds. */
@@ -268,6 +270,7 @@ export class LiveModel {
     this.lastUptime = null;
     this.events = 0;
     this.last = null;
+    this.previous = null; // the report before `last`, for the codec table's rates
   }
 
   window(key = ALL) {
@@ -315,9 +318,99 @@ export class LiveModel {
     this.known = this.known.filter((n) => this.windows.has(n));
     this.stations = names;
     this.events++;
+    this.previous = this.last;
     this.last = ev;
     return true;
   }
+
+  /** The codec table of station `key` (ALL: every station) from the latest two reports. */
+  codecTable(key = ALL) {
+    return codecTable(this.previous, this.last, key);
+  }
+}
+
+// ---- the per-codec table
+
+/**
+ * The per-second increase of a cumulative counter between two reports `dtS` seconds apart, for
+ * the codec table: null without both readings, and null (not negative, not counted from zero)
+ * when the counter went backwards or the server restarted in between.
+ */
+export function increaseRate(prev, cur, dtS, { reset = false } = {}) {
+  if (reset || !finite(prev) || !finite(cur) || !finite(dtS) || dtS <= 0 || cur < prev) return null;
+  return (cur - prev) / dtS;
+}
+
+const codecList = (st) => (st && Array.isArray(st.codecs) ? st.codecs.filter((c) => c && typeof c.codec === "string") : []);
+
+/**
+ * One row per codec of station `st` in report `cur`, in the report's order (the default first):
+ * `{ codec, listeners, bitrate_bps, encode_p99 }`. The bit rate comes from the codec's
+ * `bytes_sent_total` in `prevSt` (the same station in the previous report, `dtS` seconds before);
+ * it is null for a codec missing there, on a `reset` and for a counter that went backwards.
+ */
+export function codecRows(st, prevSt, dtS, { reset = false } = {}) {
+  const before = new Map(codecList(prevSt).map((c) => [c.codec, c]));
+  return codecList(st).map((c) => {
+    const rate = increaseRate(before.get(c.codec)?.bytes_sent_total, c.bytes_sent_total, dtS, { reset });
+    return {
+      codec: c.codec,
+      listeners: finite(c.listeners) ? c.listeners : null,
+      bitrate_bps: rate == null ? null : rate * 8,
+      encode_p99: quantile(c.encode_s, "p99"),
+    };
+  });
+}
+
+/**
+ * All stations' codec rows as one row per codec, in order of first appearance: listeners and bit
+ * rates summed (over the stations that have a value), the encode p99 of the slowest station.
+ */
+export function combineCodecRows(rowsByStation) {
+  const byCodec = new Map();
+  for (const rows of rowsByStation) {
+    for (const r of rows) {
+      if (!byCodec.has(r.codec)) byCodec.set(r.codec, []);
+      byCodec.get(r.codec).push(r);
+    }
+  }
+  return [...byCodec].map(([codec, rs]) => ({
+    codec,
+    listeners: pick(rs, "listeners", sum),
+    bitrate_bps: pick(rs, "bitrate_bps", sum),
+    encode_p99: pick(rs, "encode_p99", max),
+  }));
+}
+
+/**
+ * The codec table between two reports, `prev` (or null) and `cur`: the rows of station `key`, or
+ * of every station together for ALL ([] for a station not in `cur`). A server restart between
+ * the two (uptime went backwards) leaves the bit rates null.
+ */
+export function codecTable(prev, cur, key = ALL) {
+  if (!cur || !Array.isArray(cur.stations)) return [];
+  const named = (ev) => (ev && Array.isArray(ev.stations) ? ev.stations.filter((s) => s && typeof s.name === "string") : []);
+  const before = new Map(named(prev).map((s) => [s.name, s]));
+  const dtS = prev && finite(prev.t_ms) && finite(cur.t_ms) ? (cur.t_ms - prev.t_ms) / 1000 : null;
+  const reset = !!prev && finite(prev.uptime_s) && finite(cur.uptime_s) && cur.uptime_s < prev.uptime_s;
+  const rowsOf = (st) => codecRows(st, before.get(st.name), dtS, { reset });
+  const stations = named(cur);
+  if (key !== ALL) {
+    const st = stations.find((s) => s.name === key);
+    return st ? rowsOf(st) : [];
+  }
+  return combineCodecRows(stations.map(rowsOf));
+}
+
+/** A codec row as the table's cells: text, and the encode time's threshold level. */
+export function codecCells(row) {
+  return {
+    codec: row.codec,
+    listeners: formatCount(row.listeners),
+    bitrate: formatBits(row.bitrate_bps),
+    encode: formatMs(row.encode_p99),
+    level: thresholdLevel(row.encode_p99, THRESHOLDS.encode),
+  };
 }
 
 // ---- what is charted

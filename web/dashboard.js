@@ -1,5 +1,5 @@
 // The live dashboard: follows GET /api/live (Server-Sent Events, one JSON snapshot a second) and
-// charts the last five minutes with uPlot. The bookkeeping lives in dashboard-model.js.
+// charts the last five minutes with uPlot, with a table per codec. The bookkeeping lives in dashboard-model.js.
 //
 // window.auralisDashboard (updated in place, for automated checks):
 //   connected   the event stream is open
@@ -8,11 +8,12 @@
 //   charts      charts drawn with data so far (CHARTS.length once data arrived)
 //   state       "connecting", "live", "reconnecting" or "stalled" (what the status dot shows)
 //   station     the station shown: "" for all of them
+//   codecs      the codec table's rows as shown: { codec, listeners, bitrate, encode, level }
 
 import uPlot from "./uplot.esm.js";
 import {
   LiveModel, CHARTS, ALL, THRESHOLDS, currentValue, describeThresholds, formatValue,
-  formatDuration, formatBytes, formatPercent, formatCount, formatBits,
+  formatDuration, formatBytes, formatPercent, formatCount, formatBits, codecCells,
 } from "./dashboard-model.js";
 
 const LIVE_URL = "/api/live";
@@ -39,6 +40,7 @@ const dash = {
   charts: 0,
   state: "connecting",
   station: stationFromHash(),
+  codecs: [],
 };
 window.auralisDashboard = dash;
 
@@ -157,7 +159,7 @@ function selectStation(name) {
   $("scope-note").hidden = name !== ALL;
   const hash = name === ALL ? "" : `#station=${encodeURIComponent(name)}`;
   history.replaceState(null, "", `${location.pathname}${location.search}${hash}`);
-  renderCharts();
+  render();
 }
 
 $("station").addEventListener("change", (e) => selectStation(e.target.value));
@@ -375,6 +377,57 @@ function renderCharts() {
   }
 }
 
+// ---- codec table
+
+function initCodecRule() {
+  const rule = $("codec-rule");
+  rule.append("encode p99: ");
+  describeThresholds({ unit: "ms", thresholds: "encode" }).forEach(([level, text], i) => {
+    const s = document.createElement("span");
+    s.className = level;
+    s.textContent = text;
+    rule.append(...(i ? [" · ", s] : [s]));
+  });
+}
+
+function renderCodecs() {
+  const cells = model.codecTable(dash.station).map(codecCells);
+  dash.codecs = cells;
+  const rows = cells.map((c) => {
+    const tr = document.createElement("tr");
+    const name = document.createElement("th");
+    name.scope = "row";
+    name.textContent = c.codec;
+    const td = (text) => {
+      const el = document.createElement("td");
+      el.textContent = text;
+      return el;
+    };
+    const encode = td(c.encode);
+    encode.dataset.level = c.level;
+    tr.append(name, td(c.listeners), td(c.bitrate), encode);
+    return tr;
+  });
+  $("codec-rows").replaceChildren(...rows);
+  $("codecs").querySelector(".table-wrap").hidden = rows.length === 0;
+  const empty = $("codec-empty");
+  empty.hidden = rows.length > 0;
+  if (!rows.length) {
+    empty.textContent = !model.last
+      ? "No codec figures yet."
+      : dash.station !== ALL && !model.stations.includes(dash.station)
+        ? "This station is not in the latest report."
+        : "The latest report has no codec figures.";
+  }
+}
+
+initCodecRule();
+
+function render() {
+  renderCharts();
+  renderCodecs();
+}
+
 let renderPending = false;
 
 function scheduleRender() {
@@ -382,7 +435,7 @@ function scheduleRender() {
   renderPending = true;
   requestAnimationFrame(() => {
     renderPending = false;
-    renderCharts();
+    render();
   });
 }
 

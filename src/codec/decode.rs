@@ -99,6 +99,39 @@ impl ChunkDecoder {
     }
 }
 
+/// A connection's decoder: made for the codec of its first frame, made anew when the codec
+/// changes (after a `hello` switch).
+#[derive(Default)]
+pub struct StreamDecoder {
+    current: Option<(Codec, ChunkDecoder)>,
+}
+
+impl StreamDecoder {
+    /// Appends the samples of one frame's payload to `out`.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when no decoder can be made for the format or the payload does not decode.
+    pub fn decode(
+        &mut self,
+        codec: Codec,
+        sample_rate: u32,
+        channels: u8,
+        frames: usize,
+        payload: &[u8],
+        out: &mut Vec<f32>,
+    ) -> Result<(), DecodeError> {
+        let decoder = match &mut self.current {
+            Some((current, decoder)) if *current == codec => decoder,
+            slot => {
+                &mut slot
+                    .insert((codec, ChunkDecoder::new(codec, sample_rate, channels)?))
+                    .1
+            }
+        };
+        decoder.decode(payload, frames, out)
+    }
+}
+
 /// Splits an Opus or FLAC payload into its length-prefixed packets (Opus packets, FLAC frames).
 ///
 /// # Errors

@@ -56,6 +56,11 @@ impl FlacEncoder {
             .stream_info_mut()
             .set_block_sizes(block_frames, block_frames)
             .map_err(|e| unsupported(e.to_string()))?;
+        // Frame sizes are not known ahead of a live stream: 0 says so (RFC 9639, 8.2).
+        stream
+            .stream_info_mut()
+            .set_frame_sizes(0, 0)
+            .map_err(|e| unsupported(e.to_string()))?;
         let stream_info = stream.stream_info().clone();
         let mut sink = flacenc::bitsink::ByteSink::new();
         stream

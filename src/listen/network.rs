@@ -15,7 +15,7 @@ use super::resample::Resampler;
 use super::{ListenError, ListenStats, PlaybackShared};
 use crate::clock::unix_nanos;
 use crate::clock::ClockOffset;
-use crate::codec::decode::{decoded_to_s16, ChunkDecoder, DecodeError};
+use crate::codec::decode::{decoded_to_s16, DecodeError, StreamDecoder};
 use crate::codec::Codec;
 use crate::edge::tokens::redact_url;
 use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY};
@@ -326,7 +326,7 @@ where
 /// plays (FLAC exactly; Opus as its decoder outputs it).
 #[derive(Default)]
 struct Decoding {
-    decoder: Option<(Codec, ChunkDecoder)>,
+    decoder: StreamDecoder,
     samples: Vec<f32>,
     pcm: Vec<u8>,
 }
@@ -341,15 +341,17 @@ impl Decoding {
         if header.codec == Codec::PcmS16Le {
             return Ok((*header, None));
         }
-        let decoder = match &mut self.decoder {
-            Some((codec, decoder)) if *codec == header.codec => decoder,
-            slot => {
-                let decoder = ChunkDecoder::new(header.codec, header.sample_rate, header.channels)?;
-                &mut slot.insert((header.codec, decoder)).1
-            }
-        };
         self.samples.clear();
-        decoder.decode(payload, header.frames as usize, &mut self.samples)?;
+        let frames = header.frames as usize;
+        let (rate, channels) = (header.sample_rate, header.channels);
+        self.decoder.decode(
+            header.codec,
+            rate,
+            channels,
+            frames,
+            payload,
+            &mut self.samples,
+        )?;
         self.pcm.clear();
         for &s in &self.samples {
             self.pcm.extend_from_slice(&decoded_to_s16(s).to_le_bytes());

@@ -15,8 +15,7 @@ use super::playout::Playout;
 use super::report::{record_us, Group, Tally};
 use crate::clock::unix_nanos;
 use crate::clock::ClockOffset;
-use crate::codec::decode::{ChunkDecoder, DecodeError};
-use crate::codec::Codec;
+use crate::codec::decode::{DecodeError, StreamDecoder};
 use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL};
 
 /// How a client reads.
@@ -300,24 +299,26 @@ fn on_audio(
     Ok(Some(period))
 }
 
-/// A decoding client's decoder (made for the codec of the first frame) and output buffer.
+/// A decoding client's decoder and output buffer.
 #[derive(Default)]
 struct Decoding {
-    decoder: Option<(Codec, ChunkDecoder)>,
+    decoder: StreamDecoder,
     samples: Vec<f32>,
 }
 
 impl Decoding {
     fn decode(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), DecodeError> {
-        let decoder = match &mut self.decoder {
-            Some((codec, decoder)) if *codec == header.codec => decoder,
-            slot => {
-                let decoder = ChunkDecoder::new(header.codec, header.sample_rate, header.channels)?;
-                &mut slot.insert((header.codec, decoder)).1
-            }
-        };
         self.samples.clear();
-        decoder.decode(payload, header.frames as usize, &mut self.samples)
+        let frames = header.frames as usize;
+        let (rate, channels) = (header.sample_rate, header.channels);
+        self.decoder.decode(
+            header.codec,
+            rate,
+            channels,
+            frames,
+            payload,
+            &mut self.samples,
+        )
     }
 }
 

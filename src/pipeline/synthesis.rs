@@ -271,8 +271,13 @@ impl StationWork {
                 self.controls.reply(request.id, result);
             }
         }
+        // Render ahead by the target depth counted from the live edge, not by what the ring
+        // holds: the pacer takes the next chunk out early to encode it, and that must not make
+        // synthesis run further ahead (it would add a chunk of latency).
+        let lead_frames = self.settings.target_depth as u64 * self.settings.chunk_frames as u64;
         let wanted = !self.shared.stalled.load(Ordering::Acquire)
-            && self.producer.depth() < self.settings.target_depth;
+            && self.producer.depth() < self.settings.target_depth
+            && self.next < self.shared.live_position().saturating_add(lead_frames);
         if wanted {
             self.producer.take_buffer()
         } else {

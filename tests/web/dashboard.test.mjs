@@ -1,11 +1,12 @@
 // The live dashboard's model (web/dashboard-model.js): rolling window, counter rates, thresholds,
-// formatting and how /api/live events become chart rows.
+// formatting, how /api/live events become chart rows and the per-codec table.
 import test from "node:test";
 import assert from "node:assert/strict";
 import {
   RollingWindow, CounterRates, counterRate, thresholdLevel, THRESHOLDS, formatMs, formatBits, formatBytes,
   formatPercent, formatDuration, formatRate, formatCount, stationRow, combineRows, LiveModel, CHARTS, FIELDS, ALL,
-  WINDOW_S, currentValue, describeThresholds, formatValue,
+  WINDOW_S, currentValue, describeThresholds, formatValue, increaseRate, codecRows, combineCodecRows, codecTable,
+  codecCells,
 } from "../../web/dashboard-model.js";
 
 const T0 = 1763900000123;
@@ -30,6 +31,10 @@ function event(i, { uptime = 10 + i, stations = ["default"], over = {} } = {}) {
       underruns_total: 0, overruns_total: 0,
       chunks_sent_total: 1234 + 30 * i, bytes_sent_total: 23800000 + 577680 * i,
       send_errors_total: 0, dropped_total: 0,
+      codecs: [
+        { codec: "opus", listeners: 2, bytes_sent_total: 4000000 + 40000 * i, encode_s: { p50: 0.0011, p95: 0.0015, p99: 0.0021, max: 0.0024, count: 10 } },
+        { codec: "pcm_s16le", listeners: 1, bytes_sent_total: 19800000 + 537680 * i, encode_s: { p50: 0.00002, p95: 0.00003, p99: 0.00004, max: 0.00005, count: 10 } },
+      ],
       ...(over[name] ? over[name](i) : {}),
     })),
   };
@@ -311,4 +316,146 @@ test("every chart draws known fields and shows its value with its colour", () =>
   assert.equal(currentValue(CHARTS[0], null).text, "–");
   assert.equal(formatValue(CHARTS.find((c) => c.id === "bandwidth"), 4621440), "4.62 Mbit/s");
   assert.equal(formatValue(CHARTS.find((c) => c.id === "underruns"), 0.5), "0.50/s");
+});
+
+// ---- the per-codec table
+
+const quantiles = (p99, count = 10) =>
+  count > 0 ? { p50: p99 / 2, p95: p99 * 0.9, p99, max: p99 * 1.2, count } : { p50: null, p95: null, p99: null, max: null, count: 0 };
+const codec = (name, listeners, bytes, p99 = 0.001, count = 10) => ({ codec: name, listeners, bytes_sent_total: bytes, encode_s: quantiles(p99, count) });
+
+test("codec bit rates come from two reports; backwards or restarted counters give null", () => {
+  assert.equal(increaseRate(1000, 3000, 2), 1000);
+  assert.equal(increaseRate(1000, 1000, 1), 0);
+  assert.equal(increaseRate(1000, 400, 1), null, "went backwards: not negative, not counted from zero");
+  assert.equal(increaseRate(1000, 3000, 1, { reset: true }), null, "restarted in between");
+  assert.equal(increaseRate(undefined, 3000, 1), null);
+  assert.equal(increaseRate(1000, null, 1), null);
+  assert.equal(increaseRate(1000, 3000, 0), null);
+  assert.equal(increaseRate(1000, 3000, -1), null);
+  assert.equal(increaseRate(1000, 3000, null), null);
+});
+
+test("a station's codec rows: its order, listeners, bit rate and encode p99", () => {
+  const prev = { name: "a", codecs: [codec("opus", 2, 10000), codec("flac", 1, 50000)] };
+  const cur = { name: "a", codecs: [codec("opus", 3, 26000, 0.0021), codec("flac", 1, 150000, 0.004)] };
+  assert.deepEqual(codecRows(cur, prev, 1), [
+    { codec: "opus", listeners: 3, bitrate_bps: 16000 * 8, encode_p99: 0.0021 },
+    { codec: "flac", listeners: 1, bitrate_bps: 100000 * 8, encode_p99: 0.004 },
+  ]);
+  // Over two seconds (a report skipped), the rate is per second.
+  assert.equal(codecRows(cur, prev, 2)[0].bitrate_bps, 8000 * 8);
+  // Nothing before: no rates, the rest is there.
+  assert.deepEqual(codecRows(cur, undefined, null).map((r) => [r.codec, r.listeners, r.bitrate_bps]), [["opus", 3, null], ["flac", 1, null]]);
+  assert.deepEqual(codecRows({ name: "a" }, prev, 1), [], "a station without codecs");
+  assert.deepEqual(codecRows({ name: "a", codecs: [null, { listeners: 1 }, codec("pcm_s16le", 0, 0)] }, null, 1).map((r) => r.codec), ["pcm_s16le"]);
+});
+
+test("a codec missing from the previous report has no bit rate yet", () => {
+  const prev = { name: "a", codecs: [codec("opus", 2, 10000)] };
+  const cur = { name: "a", codecs: [codec("opus", 2, 20000), codec("flac", 1, 90000)] };
+  const rows = codecRows(cur, prev, 1);
+  assert.equal(rows[0].bitrate_bps, 80000);
+  assert.equal(rows[1].codec, "flac");
+  assert.equal(rows[1].bitrate_bps, null);
+  assert.equal(rows[1].listeners, 1);
+});
+
+test("a codec counter that went backwards shows no bit rate rather than a negative one", () => {
+  const prev = { name: "a", codecs: [codec("opus", 2, 90000), codec("flac", 1, 50000)] };
+  const cur = { name: "a", codecs: [codec("opus", 2, 1000), codec("flac", 1, 60000)] };
+  assert.deepEqual(codecRows(cur, prev, 1).map((r) => r.bitrate_bps), [null, 80000]);
+  assert.deepEqual(codecRows(cur, prev, 1, { reset: true }).map((r) => r.bitrate_bps), [null, null]);
+});
+
+test("encode quantiles are null when nothing was encoded", () => {
+  const cur = { name: "a", codecs: [codec("opus", 0, 0, 0.002, 0), { ...codec("flac", 0, 0), encode_s: { p50: null, p99: null, max: null, count: 3 } }, { codec: "pcm_s16le", listeners: 0, bytes_sent_total: 0 }] };
+  assert.deepEqual(codecRows(cur, cur, 1).map((r) => r.encode_p99), [null, null, null]);
+  // A count of 0 wins over stale numbers.
+  assert.equal(codecRows({ name: "a", codecs: [{ ...codec("opus", 0, 0), encode_s: { p50: 1, p99: 1, max: 1, count: 0 } }] }, null, 1)[0].encode_p99, null);
+  assert.deepEqual(codecCells(codecRows(cur, cur, 1)[0]), { codec: "opus", listeners: "0", bitrate: "0 bit/s", encode: "–", level: "none" });
+});
+
+test("all stations' codecs together: summed listeners and bit rates, the slowest encode", () => {
+  const rows = combineCodecRows([
+    [{ codec: "opus", listeners: 2, bitrate_bps: 256000, encode_p99: 0.002 }, { codec: "pcm_s16le", listeners: 0, bitrate_bps: 0, encode_p99: null }],
+    [{ codec: "flac", listeners: 1, bitrate_bps: null, encode_p99: 0.006 }, { codec: "opus", listeners: 5, bitrate_bps: 640000, encode_p99: 0.012 }],
+    [],
+  ]);
+  assert.deepEqual(rows, [
+    { codec: "opus", listeners: 7, bitrate_bps: 896000, encode_p99: 0.012 },
+    { codec: "pcm_s16le", listeners: 0, bitrate_bps: 0, encode_p99: null },
+    { codec: "flac", listeners: 1, bitrate_bps: null, encode_p99: 0.006 },
+  ]);
+  assert.deepEqual(combineCodecRows([]), []);
+});
+
+test("the codec table between two reports, for one station or all of them", () => {
+  const e0 = event(0, { stations: ["default", "night"] });
+  const e1 = event(1, { stations: ["default", "night"], over: { night: (i) => ({ codecs: [codec("flac", 4, 700000 + 100000 * i, 0.03)] }) } });
+  assert.deepEqual(codecTable(e0, e1, "default"), [
+    { codec: "opus", listeners: 2, bitrate_bps: 40000 * 8, encode_p99: 0.0021 },
+    { codec: "pcm_s16le", listeners: 1, bitrate_bps: 537680 * 8, encode_p99: 0.00004 },
+  ]);
+  // night had opus and pcm_s16le before and only flac now: flac is new, so no rate yet.
+  assert.deepEqual(codecTable(e0, e1, "night"), [{ codec: "flac", listeners: 4, bitrate_bps: null, encode_p99: 0.03 }]);
+  assert.deepEqual(codecTable(e0, e1), [
+    { codec: "opus", listeners: 2, bitrate_bps: 40000 * 8, encode_p99: 0.0021 },
+    { codec: "pcm_s16le", listeners: 1, bitrate_bps: 537680 * 8, encode_p99: 0.00004 },
+    { codec: "flac", listeners: 4, bitrate_bps: null, encode_p99: 0.03 },
+  ]);
+  assert.deepEqual(codecTable(e0, e1, "gone"), [], "a station not in the report");
+  assert.deepEqual(codecTable(null, e1, "default").map((r) => r.bitrate_bps), [null, null], "the first report");
+  assert.deepEqual(codecTable(e0, null), []);
+  assert.deepEqual(codecTable(e0, { t_ms: T0 }), []);
+  // A station that just appeared has no rates, the others keep theirs.
+  const e2 = event(2, { stations: ["default", "late"] });
+  assert.deepEqual(codecTable(e1, e2, "late").map((r) => r.bitrate_bps), [null, null]);
+  assert.equal(codecTable(e1, e2, "default")[0].bitrate_bps, 40000 * 8);
+});
+
+test("a server restart between two reports leaves the codec bit rates null", () => {
+  const before = event(5, { uptime: 500 });
+  // Restarted half a second ago and already past the old counters: still no rate.
+  const after = event(6, { uptime: 0.5, over: { default: () => ({ codecs: [codec("opus", 1, 5000000), codec("pcm_s16le", 0, 100)] }) } });
+  assert.deepEqual(codecTable(before, after, "default").map((r) => [r.codec, r.listeners, r.bitrate_bps]), [["opus", 1, null], ["pcm_s16le", 0, null]]);
+  assert.deepEqual(codecTable(before, after).map((r) => r.bitrate_bps), [null, null]);
+  // The next report counts again.
+  const next = event(7, { uptime: 1.5, over: { default: () => ({ codecs: [codec("opus", 1, 5016000), codec("pcm_s16le", 0, 100)] }) } });
+  assert.deepEqual(codecTable(after, next, "default").map((r) => r.bitrate_bps), [128000, 0]);
+});
+
+test("the model's codec table follows its latest two reports", () => {
+  const m = new LiveModel();
+  assert.deepEqual(m.codecTable(), [], "nothing yet");
+  m.ingest(event(0));
+  assert.deepEqual(m.codecTable().map((r) => r.bitrate_bps), [null, null], "one report: no rates");
+  assert.equal(m.ingest({ nonsense: true }), false);
+  m.ingest(event(1));
+  assert.deepEqual(m.codecTable().map((r) => r.bitrate_bps), [40000 * 8, 537680 * 8]);
+  assert.equal(m.ingest("junk"), false, "ignored events do not shift the pair");
+  assert.deepEqual(m.codecTable("default").map((r) => r.bitrate_bps), [40000 * 8, 537680 * 8]);
+  // Three seconds to the next report (a skipped one): still per second.
+  m.ingest(event(4));
+  assert.deepEqual(m.codecTable("default").map((r) => r.bitrate_bps), [40000 * 8, 537680 * 8]);
+  assert.deepEqual(m.codecTable("gone"), []);
+  // A report without codec figures (an older server): no rows.
+  const old = event(5);
+  delete old.stations[0].codecs;
+  m.ingest(old);
+  assert.deepEqual(m.codecTable(), []);
+});
+
+test("codec cells are formatted and the encode time is judged like the Grafana panel", () => {
+  const e = THRESHOLDS.encode;
+  assert.deepEqual([0.0099, 0.01, 0.0249, 0.025, 0.2].map((v) => thresholdLevel(v, e)), ["ok", "warn", "warn", "bad", "bad"]);
+  assert.deepEqual(describeThresholds({ unit: "ms", thresholds: "encode" }), [["ok", "green < 10 ms"], ["warn", "yellow < 25 ms"], ["bad", "red ≥ 25 ms"]]);
+  assert.deepEqual(codecCells({ codec: "opus", listeners: 3, bitrate_bps: 384000, encode_p99: 0.0021 }), {
+    codec: "opus", listeners: "3", bitrate: "384 kbit/s", encode: "2.10 ms", level: "ok",
+  });
+  assert.deepEqual(codecCells({ codec: "flac", listeners: 1, bitrate_bps: 4621440, encode_p99: 0.012 }).encode, "12.0 ms");
+  assert.equal(codecCells({ codec: "flac", listeners: 1, bitrate_bps: 4621440, encode_p99: 0.012 }).level, "warn");
+  assert.deepEqual(codecCells({ codec: "pcm_s16le", listeners: null, bitrate_bps: null, encode_p99: 0.03 }), {
+    codec: "pcm_s16le", listeners: "–", bitrate: "–", encode: "30.0 ms", level: "bad",
+  });
 });
