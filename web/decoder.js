@@ -1,8 +1,12 @@
-// Opus and FLAC payloads -> interleaved stereo float, with WebCodecs' AudioDecoder on the main
-// thread (never on the audio thread). One EncodedAudioChunk per packet; the decoded audio of a
-// frame comes back asynchronously, in decoder output callbacks, and is handed on per frame, in
-// the order the frames were given. The browser objects are passed in, so Node tests can run this
-// with a stand-in decoder.
+// Opus and FLAC payloads -> interleaved stereo float, off the audio thread.
+//
+// FrameDecoder uses WebCodecs' AudioDecoder on the main thread: one EncodedAudioChunk per packet;
+// the decoded audio of a frame comes back asynchronously, in decoder output callbacks, and is
+// handed on per frame, in the order the frames were given. WasmOpusDecoder does the same for Opus
+// with the vendored WebAssembly libopus (opus-decoder.min.js, fetched only when loadWasmOpus is
+// called), in a Worker where the browser allows one: the fallback for browsers without WebCodecs
+// (or without its Opus decoder). The browser objects are passed in, so Node tests can run this
+// with stand-ins.
 
 import { decodeBase64, splitPackets } from "./protocol.js";
 
@@ -263,5 +267,299 @@ export class FrameDecoder {
       // already closed
     }
     this.decoder = null;
+  }
+}
+
+// ---------------------------------------------------------------- WebAssembly Opus
+
+/** The vendored WebAssembly Opus decoder: npm opus-decoder 0.7.12 (see opus-decoder.LICENSE). */
+export const WASM_OPUS_URL = new URL("./opus-decoder.min.js", import.meta.url).href;
+
+/** The rates libopus decodes to. */
+export const OPUS_RATES = [8000, 12000, 16000, 24000, 48000];
+
+/** The longest Opus packet the WASM decoder takes, per channel (its input buffer). */
+export const WASM_PACKET_LIMIT = 3840;
+
+/**
+ * How long frames may wait for a WASM decoder that answers nothing (a Worker that died) before it
+ * is replaced by one on the main thread.
+ */
+export const WASM_STALL_MS = 2000;
+
+/** One 20 ms CELT packet of stereo silence: what loadWasmOpus decodes to see that it works. */
+const SILENT_PACKET = [0xfc, 0xff, 0xfe];
+
+/**
+ * The package's OpusDecoder options for an AudioDecoder-style configuration (decoderConfig):
+ * channels and rate, and for channel mapping family 1 or more the stream counts and mapping of the
+ * OpusHead in `description`. Pre-skip 0: a live stream is joined anywhere, and the constant delay
+ * is in the latency estimate already (codecDelayMs). Throws RangeError for what it cannot decode.
+ */
+export function wasmOpusOptions(config) {
+  const channels = config.numberOfChannels;
+  if (!(Number.isInteger(channels) && channels >= 1 && channels <= 255)) throw new RangeError(`cannot decode ${channels} Opus channels`);
+  const sampleRate = config.sampleRate;
+  if (!OPUS_RATES.includes(sampleRate)) throw new RangeError(`libopus does not decode to ${sampleRate} Hz`);
+  const options = { channels, sampleRate, preSkip: 0 };
+  const head = config.description ? new Uint8Array(config.description) : null;
+  const isHead = head && head.length >= 19 && String.fromCharCode(...head.subarray(0, 8)) === "OpusHead";
+  if (isHead && head[18] !== 0) {
+    if (head.length < 21 + channels) throw new RangeError("the OpusHead is too short for its channel mapping");
+    options.streamCount = head[19];
+    options.coupledStreamCount = head[20];
+    options.channelMappingTable = Array.from(head.subarray(21, 21 + channels));
+  } else if (channels > 2) {
+    throw new RangeError(`${channels} Opus channels need a channel mapping (OpusHead family 1)`);
+  }
+  return options;
+}
+
+/**
+ * Planar decoded audio (`channelData`, `frames` long) -> a new Float32Array of interleaved stereo:
+ * mono is copied to both sides, channels beyond two are dropped.
+ */
+export function planarToStereo(channelData, frames) {
+  const out = new Float32Array(frames * 2);
+  const left = channelData[0];
+  const right = channelData.length > 1 ? channelData[1] : left;
+  for (let i = 0, o = 0; i < frames; i++, o += 2) {
+    out[o] = left[i];
+    out[o + 1] = right[i];
+  }
+  return out;
+}
+
+/** `d.ready`, read once (the Worker variant posts a message each time it is read). */
+function readyOf(d) {
+  try {
+    return Promise.resolve(d.ready);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/**
+ * Lets go of a decoder from the package: a Worker is ended (`now`) or freed after what it was
+ * given, one on the main thread freed after what it was given. Never throws.
+ */
+function release(d, after, now = false) {
+  if (typeof d.terminate === "function" && now) {
+    d.terminate();
+    return;
+  }
+  after.then(() => d.free()).catch(() => {
+    if (typeof d.terminate === "function") d.terminate();
+  });
+}
+
+/** Rejects when `promise` has not settled within `ms`. */
+function within(promise, ms, what) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/** Decodes a packet of silence with `d` (either variant): rejects unless that works. */
+async function probe(d, ms, what) {
+  const ready = readyOf(d);
+  try {
+    const r = await within(ready.then(() => d.decodeFrame(new Uint8Array(SILENT_PACKET))), ms, what);
+    if (!r || r.samplesDecoded !== 960 || (r.errors && r.errors.length > 0)) throw new Error(`${what}: decoded ${r && r.samplesDecoded} frames of a 960-frame packet`);
+  } finally {
+    release(d, ready, true);
+  }
+}
+
+/**
+ * Loads the vendored WebAssembly Opus decoder (a script of about 86 KiB, fetched only when this is
+ * called) and checks that it decodes: on the main thread, then in a Worker (`worker`), where it then
+ * decodes. Resolves to `{ OpusDecoder, OpusDecoderWebWorker, worker }` (`worker`: whether decoders
+ * run in one), what WasmOpusDecoder takes as `wasm`; rejects where this browser cannot run it.
+ */
+export async function loadWasmOpus({ url = WASM_OPUS_URL, worker = true, timeoutMs = 3000, load = (u) => import(u) } = {}) {
+  if (typeof WebAssembly !== "object") throw new Error("this browser has no WebAssembly");
+  await load(url);
+  // A UMD script: as a module it defines its exports on the global object.
+  const lib = globalThis["opus-decoder"];
+  if (!lib || typeof lib.OpusDecoder !== "function") throw new Error(`${url} did not define OpusDecoder`);
+  await probe(new lib.OpusDecoder({ channels: 2, preSkip: 0 }), timeoutMs, "the WASM Opus decoder");
+  let inWorker = false;
+  if (worker && typeof Worker === "function" && typeof lib.OpusDecoderWebWorker === "function") {
+    try {
+      await probe(new lib.OpusDecoderWebWorker({ channels: 2, preSkip: 0 }), timeoutMs, "the WASM Opus decoder's Worker");
+      inWorker = true;
+    } catch {
+      // no Worker here (or a policy against blob: workers): decode on the main thread
+    }
+  }
+  return { OpusDecoder: lib.OpusDecoder, OpusDecoderWebWorker: lib.OpusDecoderWebWorker, worker: inWorker };
+}
+
+/**
+ * Decodes Opus frames in order with the WebAssembly libopus; the same interface as FrameDecoder.
+ *
+ *   const wasm = await loadWasmOpus();
+ *   const d = new WasmOpusDecoder(config, { wasm, onFrame, onError });
+ *   d.decode(job, frameBuffer, header);
+ *
+ * Each frame's packets go to the decoder in one call (in a Worker: one message each way), and
+ * frames are handed on in the order given. onFrame(job, samples, frames, whole) as FrameDecoder's:
+ * with pre-skip 0 every packet decodes whole, so `frames` is the header's. A frame with a packet
+ * libopus refuses goes to onError([job], error, reopenError), and the decoder is then started
+ * afresh (frames given before the error still decode in the old one). A decoder that fails or stops
+ * answering (WASM_STALL_MS) loses every frame in flight, like FrameDecoder's, and is replaced by
+ * one on the main thread.
+ */
+export class WasmOpusDecoder {
+  constructor(config, { onFrame, onError, wasm, stallMs = WASM_STALL_MS, now = () => performance.now() }) {
+    this.config = config;
+    this.options = wasmOpusOptions(config);
+    this.packetLimit = WASM_PACKET_LIMIT * this.options.channels;
+    this.wasm = wasm;
+    this.inWorker = Boolean(wasm.worker);
+    this.onFrame = onFrame;
+    this.onError = onError;
+    this.stallMs = stallMs;
+    this.now = now;
+    this.jobs = []; // frames given and not yet handed on, oldest first
+    this.backend = null; // { decoder, ready, last }
+    this.answeredAt = now(); // last answer (or start of waiting): the stall watch counts from it
+    this.watchTimer = null;
+    this.open();
+  }
+
+  /** Creates a decoder of the package. Throws when it refuses the options. */
+  open() {
+    const Decoder = this.inWorker ? this.wasm.OpusDecoderWebWorker : this.wasm.OpusDecoder;
+    const decoder = new Decoder(this.options);
+    const ready = readyOf(decoder);
+    ready.catch(() => {}); // a failure comes back through the frames given to it
+    this.backend = { decoder, ready, last: ready };
+  }
+
+  /** Frames waiting for their audio. */
+  get pending() {
+    return this.jobs.length;
+  }
+
+  /**
+   * Queues one frame: `buffer` holds it, `h` is decodeFrame's header. Throws FrameError for a
+   * payload that does not split into packets (nothing is queued then).
+   */
+  decode(job, buffer, h) {
+    const packets = splitPackets(buffer, h.payloadOffset, h.payloadLength);
+    const b = this.backend;
+    if (!b) throw new Error("the Opus decoder is closed");
+    const entry = { job, done: false, result: null };
+    if (this.jobs.length === 0) this.answeredAt = this.now();
+    this.jobs.push(entry);
+    const big = packets.findIndex((p) => p.byteLength > this.packetLimit);
+    if (big >= 0) {
+      // More than the decoder's input buffer holds: refused here, handed on in its turn.
+      const message = `packet ${big + 1} has ${packets[big].byteLength} bytes, more than the decoder takes (${this.packetLimit})`;
+      Promise.resolve().then(() => this.answered(entry, { errors: [{ message }], channelData: [], samplesDecoded: 0 }));
+    } else {
+      const run = b.ready.then(() => b.decoder.decodeFrames(packets));
+      b.last = run.then(() => {}, () => {});
+      run.then((r) => this.answered(entry, r), (e) => this.broke(entry, e));
+    }
+    this.watch();
+  }
+
+  answered(entry, result) {
+    if (!this.jobs.includes(entry)) return; // reset, closed or given up on meanwhile
+    this.answeredAt = this.now();
+    entry.done = true;
+    entry.result = result;
+    while (this.jobs.length > 0 && this.jobs[0].done) {
+      const e = this.jobs.shift();
+      const r = e.result;
+      if (r.errors && r.errors.length > 0) {
+        const error = new Error(r.errors[0].message || String(r.errors[0]));
+        error.name = "EncodingError";
+        this.onError([e.job], error, this.restart());
+      } else {
+        const frames = r.samplesDecoded;
+        this.onFrame(e.job, planarToStereo(r.channelData, frames), frames, frames > 0);
+      }
+    }
+    this.watch();
+  }
+
+  /** A decode that threw (or a decoder that could not start): every frame in flight is lost. */
+  broke(entry, error) {
+    if (this.jobs.includes(entry)) this.failed(error instanceof Error ? error : new Error(String(error)));
+  }
+
+  /** Starts afresh after a refused packet; what the old decoder was given still decodes there. */
+  restart() {
+    const old = this.backend;
+    try {
+      this.open();
+    } catch (e) {
+      this.backend = null;
+      return e;
+    } finally {
+      if (old) release(old.decoder, old.last);
+    }
+    return null;
+  }
+
+  /** Replaces the decoder when the oldest frame has waited WASM_STALL_MS with no answer. */
+  watch() {
+    if (this.watchTimer !== null || this.jobs.length === 0) return;
+    const step = this.stallMs / 2;
+    const armed = this.now();
+    this.watchTimer = setTimeout(() => {
+      this.watchTimer = null;
+      if (this.jobs.length === 0) return;
+      const now = this.now();
+      // Much later than asked: this thread was busy, and answers may be queued behind it.
+      if (now - armed > step * 1.5 + 100) this.answeredAt = Math.max(this.answeredAt, now - step);
+      else if (now - this.answeredAt >= this.stallMs) {
+        this.failed(new Error(`the Opus decoder${this.inWorker ? "'s Worker" : ""} answered nothing for ${Math.round(now - this.answeredAt)} ms`));
+        return;
+      }
+      this.watch();
+    }, step);
+  }
+
+  stop() {
+    clearTimeout(this.watchTimer);
+    this.watchTimer = null;
+    this.jobs = [];
+  }
+
+  failed(error) {
+    const lost = this.jobs.map((e) => e.job);
+    this.stop();
+    if (this.backend) release(this.backend.decoder, this.backend.last, true);
+    this.backend = null;
+    this.inWorker = false; // a Worker that failed once is not trusted again: decode here
+    let reopenError = null;
+    try {
+      this.open();
+    } catch (e) {
+      reopenError = e;
+      this.backend = null;
+    }
+    this.onError(lost, error, reopenError);
+  }
+
+  /** Drops every frame in flight (a station switch): no onFrame or onError for them. */
+  reset() {
+    this.stop();
+    if (this.backend) release(this.backend.decoder, this.backend.last, true);
+    this.backend = null;
+    this.open();
+  }
+
+  close() {
+    this.stop();
+    if (this.backend) release(this.backend.decoder, this.backend.last, true);
+    this.backend = null;
   }
 }

@@ -1,4 +1,5 @@
-// Auralis browser player: WebSocket audio frames (Opus or FLAC through WebCodecs, or PCM) -> ring
+// Auralis browser player: WebSocket audio frames (Opus or FLAC through WebCodecs, Opus through the
+// vendored WebAssembly libopus where WebCodecs is missing, or PCM) -> ring
 // buffer -> AudioWorklet, with an adaptive jitter buffer, clock-drift correction, reconnects, health
 // statistics and music control.
 //
@@ -8,7 +9,9 @@
 import {
   decodeFrame, pcmS16ToStereo, statsMessage, ClockSync, codecName, codecDelayMs, CODEC_PCM_S16LE, PROTOCOL_VERSION,
 } from "./protocol.js";
-import { FrameDecoder, decoderConfig, sameConfig, webCodecsSupports, WEBCODECS_CODECS } from "./decoder.js";
+import {
+  FrameDecoder, WasmOpusDecoder, decoderConfig, sameConfig, webCodecsSupports, loadWasmOpus, WEBCODECS_CODECS,
+} from "./decoder.js";
 import { JitterPolicy, RateController, backlogLimitMs } from "./jitter.js";
 import { Ring, createRingStorage, CHANNELS } from "./ring.js";
 import { ControlPanel } from "./control.js";
@@ -32,6 +35,7 @@ const SUSPEND_AFTER_MS = 30000; // audio device kept open this long after Stop
 const DECODE_FAIL_LIMIT = 50; // chunks in a row that could not be decoded: give up with the reason
 const PENDING_LIMIT = 50; // frames waiting for the decoder (5 s): the oldest is given up
 const PLAYABLE = ["opus", "flac", "pcm_s16le"]; // what `?codec=` may name
+const DECODERS = ["webcodecs", "wasm"]; // what `?decoder=` may name
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -71,6 +75,8 @@ const auralis = {
   codecs: [], // what the station offers, from welcome
   bitrate: null, // nominal bit/s from welcome (Opus), else null
   codecDelayMs: 0, // how far decoded audio lags the frame positions (Opus pre-skip)
+  decoder: null, // what decodes the codec streamed: webcodecs | wasm | null (PCM)
+  decoderWorker: null, // for wasm: it decodes in a Worker (true) or on the main thread (false); else null
   decodeErrors: 0, // chunks that could not be decoded
   kbps: null, // received, measured over a few seconds
   skips: 0, // backlogs skipped to the live edge
@@ -97,7 +103,7 @@ let analyser = null;
 let moduleReady = null;
 let play = null; // the current playback (see startPlayback), or null when stopped
 let suspendTimer = null;
-let support = null; // what this browser decodes (see decoderSupport)
+let support = null; // what this browser decodes, and with what (see decoderSupport)
 
 const scope = new Scope($("scope"));
 const panel = new ControlPanel($("music"), {
@@ -174,28 +180,60 @@ function streamUrl(name, codec) {
 
 // ---------------------------------------------------------------- codecs
 
-/** What this browser decodes: PCM always, Opus and FLAC where WebCodecs' AudioDecoder does. */
+/**
+ * What this browser decodes, and with what: `{ can, via, wasm, wasmError }`. PCM always; Opus and
+ * FLAC where WebCodecs' AudioDecoder does; else Opus with the WebAssembly decoder, whose script is
+ * loaded only then. `?decoder=wasm` in the page's address skips WebCodecs (FLAC then cannot play),
+ * `?decoder=webcodecs` the WebAssembly decoder.
+ */
 function decoderSupport() {
   if (!support) {
-    support = Promise.all(WEBCODECS_CODECS.map((c) => webCodecsSupports(c))).then((ok) => {
+    support = (async () => {
+      const asked = params.get("decoder");
+      const useWebCodecs = asked !== "wasm";
+      const ok = await Promise.all(WEBCODECS_CODECS.map((c) => (useWebCodecs ? webCodecsSupports(c) : false)));
       const can = { pcm_s16le: true };
-      WEBCODECS_CODECS.forEach((c, i) => (can[c] = ok[i]));
-      return can;
-    });
+      const via = { pcm_s16le: null };
+      WEBCODECS_CODECS.forEach((c, i) => {
+        can[c] = ok[i];
+        via[c] = ok[i] ? "webcodecs" : null;
+      });
+      let wasm = null;
+      let wasmError = null;
+      if (!can.opus && asked !== "webcodecs") {
+        try {
+          wasm = await loadWasmOpus();
+          can.opus = true;
+          via.opus = "wasm";
+        } catch (e) {
+          wasmError = e;
+          console.warn(`the WebAssembly Opus decoder is not available here: ${e && e.message ? e.message : e}`);
+        }
+      }
+      return { can, via, wasm, wasmError };
+    })();
   }
   return support;
 }
 
 /**
  * The codec to ask for: the page's `?codec=` (opus, flac or pcm_s16le) if there is one, else Opus
- * where WebCodecs decodes it, else PCM. `{ error }` when the page asks for what cannot play here.
+ * where WebCodecs or the WebAssembly decoder decodes it, else PCM. `{ error }` when the page asks
+ * for what cannot play here.
  */
-function chooseCodec(can) {
+function chooseCodec({ can, wasmError }) {
+  const decoder = params.get("decoder");
+  if (decoder !== null && !DECODERS.includes(decoder)) return { error: `unknown decoder "${decoder}" in the page address (use webcodecs or wasm)` };
   const asked = params.get("codec");
   if (asked !== null) {
     const name = codecName(asked);
     if (!name || !PLAYABLE.includes(name)) return { error: `unknown codec "${asked}" in the page address (use opus, flac or pcm_s16le)` };
-    if (!can[name]) return { error: `this browser cannot decode ${name} (its WebCodecs AudioDecoder does not take it); try ?codec=pcm_s16le` };
+    if (!can[name]) {
+      const why = decoder === "wasm" && name !== "opus" ? "?decoder=wasm leaves out WebCodecs, and the WebAssembly decoder is for Opus only"
+        : name === "opus" && wasmError ? `no WebCodecs AudioDecoder takes it, and the WebAssembly decoder failed: ${wasmError.message}`
+          : "its WebCodecs AudioDecoder does not take it";
+      return { error: `this browser cannot decode ${name} (${why}); try ?codec=pcm_s16le` };
+    }
     return { codec: name, forced: true };
   }
   return { codec: can.opus ? "opus" : "pcm_s16le", forced: false };
@@ -345,8 +383,16 @@ function startPlayback({ auto = false } = {}) {
   if (play) return;
   const name = ui.station.value;
   if (!name) return;
-  if (!(window.AudioContext || window.webkitAudioContext) || typeof AudioWorkletNode !== "function") {
+  const Ctx = window.AudioContext || window.webkitAudioContext;
+  if (!Ctx || typeof AudioWorkletNode !== "function") {
     setState("error", "this browser cannot play the stream: it has no AudioWorklet support");
+    return;
+  }
+  if (!("audioWorklet" in Ctx.prototype)) {
+    // Browsers offer AudioWorklet (like WebCodecs and SharedArrayBuffer) to secure contexts only.
+    setState("error", window.isSecureContext === false
+      ? "this page is not a secure context, and browsers play through an AudioWorklet only there: open it over HTTPS, or on localhost"
+      : "this browser cannot play the stream: it has no AudioWorklet support");
     return;
   }
   const clickedAt = performance.now();
@@ -380,7 +426,9 @@ function startPlayback({ auto = false } = {}) {
     codecForced: false, // named by the page's ?codec=
     omitCodec: false, // ask for no codec: the last upgrade that named one was refused
     can: null, // what this browser decodes
-    decoders: new Map(), // codec name -> FrameDecoder
+    via: null, // codec name -> what decodes it (webcodecs | wasm), see decoderSupport
+    wasm: null, // the WebAssembly Opus decoder, where it is used (see loadWasmOpus)
+    decoders: new Map(), // codec name -> FrameDecoder or WasmOpusDecoder
     delayMs: 0, // codec delay of the stream now arriving
     decodeFailStreak: 0, // chunks in a row that could not be decoded
     policy: new JitterPolicy(),
@@ -412,13 +460,15 @@ function startPlayback({ auto = false } = {}) {
     jitterMs: 0, driftPpm: 0, sharedMemory: shared, sampleRate: ctx.sampleRate, firstSoundMs: null,
     streamSampleRate: null, playbackRate: 1, lastSequence: null, kbps: null, skips: 0, duplicates: 0,
     malformed: 0, overflowFrames: 0, lastServerError: null, codec: null, codecs: [], bitrate: null,
-    codecDelayMs: 0, decodeErrors: 0,
+    codecDelayMs: 0, decoder: null, decoderWorker: null, decodeErrors: 0,
   });
   setState("connecting", `connecting to ${name}…`);
-  decoderSupport().then((can) => {
+  decoderSupport().then((got) => {
     if (play !== p) return;
-    p.can = can;
-    const chosen = chooseCodec(can);
+    p.can = got.can;
+    p.via = got.via;
+    p.wasm = got.wasm;
+    const chosen = chooseCodec(got);
     if (chosen.error) {
       fail(chosen.error);
       return;
@@ -674,7 +724,11 @@ function onWelcome(p, c, msg) {
   p.codec = name;
   p.omitCodec = false;
   p.delayMs = codecDelayMs(f);
-  Object.assign(auralis, { codec: name, codecs: offered, bitrate: f.bitrate > 0 ? f.bitrate : null, codecDelayMs: p.delayMs });
+  const via = p.via[name] || null;
+  Object.assign(auralis, {
+    codec: name, codecs: offered, bitrate: f.bitrate > 0 ? f.bitrate : null, codecDelayMs: p.delayMs,
+    decoder: via, decoderWorker: via === "wasm" ? p.wasm.worker : null,
+  });
   const first = !c.welcomed;
   c.welcomed = true;
   if (f.sample_rate > 0 && f.sample_rate !== p.streamRate) p.streamRate = f.sample_rate;
@@ -690,7 +744,7 @@ function onWelcome(p, c, msg) {
   c.stableTimer = setTimeout(() => {
     if (p.conn === c && c.frames > 0) p.backoffMs = BACKOFF_MIN_MS;
   }, STABLE_MS);
-  p.playingNote = `${station} · ${name} · ${p.streamRate / 1000} kHz${p.streamRate !== ctx.sampleRate ? ` → ${ctx.sampleRate / 1000} kHz` : ""}`;
+  p.playingNote = `${station} · ${name}${via === "wasm" ? " (WebAssembly)" : ""} · ${p.streamRate / 1000} kHz${p.streamRate !== ctx.sampleRate ? ` → ${ctx.sampleRate / 1000} kHz` : ""}`;
   if (p.worklet && p.worklet.playing) setState("playing", p.playingNote);
   else setState("buffering", `${station}: prebuffering ${Math.round(p.policy.targetMs)} ms`);
 }
@@ -707,8 +761,10 @@ function ensureDecoder(p, codec, format) {
     for (const e of p.pending) if (lost.has(e)) e.failed = e.ready = true;
     drain(p);
   }
-  const d = new FrameDecoder(config, {
+  const Decoder = codec === "opus" && p.via.opus === "wasm" ? WasmOpusDecoder : FrameDecoder;
+  const d = new Decoder(config, {
     delayMs: codecDelayMs(format),
+    wasm: p.wasm,
     onFrame: (e, samples, frames, whole) => {
       if (play !== p) return;
       if (!whole) {

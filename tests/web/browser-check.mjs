@@ -10,10 +10,12 @@
 //                   from tests/web/mock-server.mjs, which offers only PCM: scripts/browser-check.sh
 //                   passes --query "autoplay=1&codec=pcm_s16le") also the fault injection,
 //                   reconnect, control panel, station switch and codec negotiation.
-//   codecs          against the real server: the default page (Opus through WebCodecs) and
-//                   ?codec=flac each play for --seconds with no decode errors, gaps or underruns
-//                   (but the tab's) and a plausible bit rate. Then (Chromium) FLAC with a few
-//                   chunks damaged on the way in: counted, reported, played as silence.
+//   codecs          against the real server: the default page (Opus through WebCodecs),
+//                   ?decoder=wasm (Opus through the WebAssembly decoder) and ?codec=flac each play
+//                   for --seconds with no decode errors, gaps or underruns (but the tab's) and a
+//                   plausible bit rate. Then (Chromium) FLAC, and Opus through the WebAssembly
+//                   decoder, with a few chunks damaged on the way in: counted, reported, played as
+//                   silence.
 //   token           control against a server started with --token SECRET (refusal, then success).
 //   remote          control against a mock started with --remote (403 explained).
 //   blocked         autoplay without the browser's autoplay permission: a clear note, no hang.
@@ -37,6 +39,7 @@ const BROWSER = String(opt("browser", "chromium"));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const mock = (what) => fetch(new URL(`/debug/${what}`, BASE)).then((r) => r.json());
 const failures = [];
+const expectedErrors = new Set(); // page errors a check provoked on purpose (see damaged)
 function check(ok, what) {
   console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
   if (!ok) failures.push(what);
@@ -177,51 +180,73 @@ async function negotiation(page) {
 
 /** Against the real server: each codec plays cleanly through the decoder that takes it. */
 async function codecs(page) {
-  const cases = [
-    { query: "autoplay=1", codec: "opus", minKbps: 32, maxKbps: 300 }, // 128 kbit/s nominal
-    { query: "autoplay=1&codec=flac", codec: "flac", minKbps: 64, maxKbps: 1536 }, // under PCM's 1536
-  ];
   const webcodecs = await page.evaluate(`typeof AudioDecoder`);
   console.log(`  AudioDecoder: ${webcodecs}`);
+  const cases = [
+    // 128 kbit/s nominal. Where the browser has no WebCodecs, the WebAssembly decoder takes it.
+    { query: "autoplay=1", codec: "opus", decoder: webcodecs === "function" ? "webcodecs" : "wasm", minKbps: 32, maxKbps: 300 },
+    { query: "autoplay=1&decoder=wasm", codec: "opus", decoder: "wasm", minKbps: 32, maxKbps: 300 },
+    { query: "autoplay=1&codec=flac", codec: "flac", decoder: "webcodecs", minKbps: 64, maxKbps: 1536 }, // under PCM's 1536
+  ];
   for (const k of cases) {
+    if (k.decoder === "webcodecs" && webcodecs !== "function") {
+      console.log(`  (${k.query}: needs WebCodecs)`);
+      continue;
+    }
+    const what = k.decoder === "wasm" ? `${k.codec} (wasm)` : k.codec;
     const url = new URL(BASE);
     url.search = k.query;
     await page.navigate(url.href);
-    let a = await page.waitFor((s) => s.state === "playing" && s.nonSilentFrames > 0, 8000, `${k.codec} playing`);
-    check(a.state === "playing", `${k.codec}: reaches playing (${a.state}: ${a.note})`);
+    let a = await page.waitFor((s) => s.state === "playing" && s.nonSilentFrames > 0, 8000, `${what} playing`);
+    check(a.state === "playing", `${what}: reaches playing (${a.state}: ${a.note})`);
     const start = a;
     await sleep(SECONDS * 1000);
     a = await page.state();
     console.log("  " + JSON.stringify(a));
     const shown = await page.evaluate(`document.getElementById("s-codec").textContent`);
+    const wasmLoaded = await page.evaluate(`performance.getEntriesByType("resource").some((e) => /opus-decoder\\.min\\.js/.test(e.name))`);
     const sound = a.nonSilentFrames - start.nonSilentFrames;
-    check(a.state === "playing", `${k.codec}: still playing (${a.state}: ${a.note})`);
-    check(a.codec === k.codec, `${k.codec}: streams ${k.codec} (${a.codec}; the station offers ${a.codecs})`);
-    check(sound > a.sampleRate * (SECONDS - 1), `${k.codec}: outputs sound (${sound} non-silent frames in ${SECONDS} s)`);
-    check(a.decodeErrors === 0, `${k.codec}: no decode errors (${a.decodeErrors})`);
-    check(a.gaps === 0, `${k.codec}: no sequence gaps (${a.gaps})`);
-    check(a.underruns - a.tabUnderruns === 0, `${k.codec}: no underruns but the tab's (${a.underruns}, of which the tab's ${a.tabUnderruns})`);
-    check(a.kbps > k.minKbps && a.kbps < k.maxKbps, `${k.codec}: bit rate plausible (${a.kbps && a.kbps.toFixed(1)} kbit/s received, ${k.minKbps}–${k.maxKbps})`);
-    check(Number.isFinite(a.latencyMs) && a.latencyMs > 0 && a.latencyMs < 2000, `${k.codec}: end-to-end latency known (${a.latencyMs} ms, codec delay ${a.codecDelayMs} ms)`);
-    check(a.statsSent >= SECONDS - 1, `${k.codec}: sends stats (${a.statsSent})`);
-    check(shown.startsWith(`${k.codec} · `) && /\d+ kbit\/s$/.test(shown), `${k.codec}: health panel shows codec and bit rate (${shown})`);
+    check(a.state === "playing", `${what}: still playing (${a.state}: ${a.note})`);
+    check(a.codec === k.codec, `${what}: streams ${k.codec} (${a.codec}; the station offers ${a.codecs})`);
+    check(a.decoder === k.decoder, `${what}: decoded by ${k.decoder} (${a.decoder}${a.decoder === "wasm" ? `, in a Worker: ${a.decoderWorker}` : ""})`);
+    check(wasmLoaded === (k.decoder === "wasm"), `${what}: the WebAssembly decoder's script ${wasmLoaded ? "was" : "was not"} loaded`);
+    check(sound > a.sampleRate * (SECONDS - 1), `${what}: outputs sound (${sound} non-silent frames in ${SECONDS} s)`);
+    check(a.decodeErrors === 0, `${what}: no decode errors (${a.decodeErrors})`);
+    check(a.gaps === 0, `${what}: no sequence gaps (${a.gaps})`);
+    check(a.underruns - a.tabUnderruns === 0, `${what}: no underruns but the tab's (${a.underruns}, of which the tab's ${a.tabUnderruns})`);
+    check(a.kbps > k.minKbps && a.kbps < k.maxKbps, `${what}: bit rate plausible (${a.kbps && a.kbps.toFixed(1)} kbit/s received, ${k.minKbps}–${k.maxKbps})`);
+    check(Number.isFinite(a.latencyMs) && a.latencyMs > 0 && a.latencyMs < 2000, `${what}: end-to-end latency known (${a.latencyMs} ms, codec delay ${a.codecDelayMs} ms)`);
+    check(a.statsSent >= SECONDS - 1, `${what}: sends stats (${a.statsSent})`);
+    check(shown.startsWith(`${k.codec} · `) && /\d+ kbit\/s$/.test(shown), `${what}: health panel shows codec and bit rate (${shown})`);
     await page.evaluate(`document.getElementById("play").click()`);
     a = await page.waitFor((s) => s.state === "idle", 2000, "idle");
-    check(a.state === "idle", `${k.codec}: Stop returns to idle`);
+    check(a.state === "idle", `${what}: Stop returns to idle`);
   }
-  if (page.cdp) await damaged(page);
-  else console.log("  (damaged chunks: Chromium only)");
+  if (page.cdp) {
+    await damaged(page, { codec: "flac", query: "autoplay=1&codec=flac" });
+    await damaged(page, { codec: "opus", query: "autoplay=1&decoder=wasm", what: "opus (wasm)" });
+  } else console.log("  (damaged chunks: Chromium only)");
 }
 
-const decodeErrorsMetric = async () => {
+const decodeErrorsMetric = async (codec) => {
   const res = await fetch(new URL("/metrics", BASE));
   if (!res.ok) return null; // --no-metrics
-  const m = /^auralis_client_decode_errors_total\{station="default",codec="flac"\} (\d+)/m.exec(await res.text());
-  return m ? Number(m[1]) : null;
+  const m = new RegExp(`^auralis_client_decode_errors_total\\{station="default",codec="${codec}"\\} (\\d+)`, "m").exec(await res.text());
+  return m ? Number(m[1]) : 0;
 };
 
-/** FLAC with every 20th chunk's first FLAC frame overwritten on arrival: Chromium's decoder fails on it. */
-async function damaged(page) {
+// How each damaged chunk is broken on arrival (b: its bytes; the payload starts at 56, the first
+// packet after its u16 length at 58).
+const DAMAGE = {
+  // The first FLAC frame overwritten past its sync code: Chromium's decoder fails on it.
+  flac: `const end = Math.min(b.length, 58 + (b[56] | (b[57] << 8)));
+         for (let i = 60; i < end; i++) b[i] = (i * 37) & 0xff;`,
+  // The first Opus packet made a code 3 packet of no frames: libopus refuses it (OPUS_INVALID_PACKET).
+  opus: `b[58] = 0xff; b[59] = 0;`,
+};
+
+/** Every 20th chunk damaged on arrival: counted, reported to the server, played as silence. */
+async function damaged(page, { codec, query, what = codec }) {
   await page.cdp("Page.enable");
   const { identifier } = await page.cdp("Page.addScriptToEvaluateOnNewDocument", {
     source: `(() => {
@@ -233,8 +258,7 @@ async function damaged(page) {
           super.onmessage = (ev) => {
             if (ev.data instanceof ArrayBuffer && ++n % 20 === 10) {
               const b = new Uint8Array(ev.data);
-              const end = Math.min(b.length, 58 + (b[56] | (b[57] << 8)));
-              for (let i = 60; i < end; i++) b[i] = (i * 37) & 0xff; // past the frame's sync code
+              ${DAMAGE[codec]}
               window.__damaged++;
             }
             f(ev);
@@ -244,24 +268,26 @@ async function damaged(page) {
       };
     })();`,
   });
-  const before = await decodeErrorsMetric();
+  const before = await decodeErrorsMetric(codec);
   const url = new URL(BASE);
-  url.search = "autoplay=1&codec=flac";
+  url.search = query;
   await page.navigate(url.href);
-  let a = await page.waitFor((s) => s.state === "playing" && s.nonSilentFrames > 0, 8000, "damaged flac playing");
+  let a = await page.waitFor((s) => s.state === "playing" && s.nonSilentFrames > 0, 8000, `damaged ${what} playing`);
   await sleep(SECONDS * 1000);
   a = await page.state();
   const hit = await page.evaluate("window.__damaged");
-  console.log(`  damaged ${hit} chunks: decodeErrors=${a.decodeErrors} underruns=${a.underruns} (tab's ${a.tabUnderruns}) note: ${a.note}`);
-  check(a.state === "playing", `damaged flac: plays on (${a.state})`);
-  check(hit > 0 && a.decodeErrors >= hit, `damaged flac: decode errors counted (${a.decodeErrors} for ${hit} damaged chunks)`);
-  check(a.underruns - a.tabUnderruns === 0, `damaged flac: a lost chunk is silence, not an underrun (${a.underruns}, of which the tab's ${a.tabUnderruns})`);
+  console.log(`  damaged ${hit} ${what} chunks: decodeErrors=${a.decodeErrors} underruns=${a.underruns} (tab's ${a.tabUnderruns}) decoder=${a.decoder} note: ${a.note}`);
+  check(a.state === "playing", `damaged ${what}: plays on (${a.state})`);
+  check(hit > 0 && a.decodeErrors >= hit, `damaged ${what}: decode errors counted (${a.decodeErrors} for ${hit} damaged chunks)`);
+  check(a.underruns - a.tabUnderruns === 0, `damaged ${what}: a lost chunk is silence, not an underrun (${a.underruns}, of which the tab's ${a.tabUnderruns})`);
   await sleep(1200); // the next stats report
-  const after = await decodeErrorsMetric();
+  const after = await decodeErrorsMetric(codec);
   if (before === null || after === null) console.log("  (no /metrics: the server's count is not checked)");
-  else check(after - before >= hit, `damaged flac: reported to the server (auralis_client_decode_errors_total +${after - before})`);
+  else check(after - before >= hit, `damaged ${what}: reported to the server (auralis_client_decode_errors_total +${after - before})`);
   await page.cdp("Page.removeScriptToEvaluateOnNewDocument", { identifier });
   await page.evaluate(`document.getElementById("play").click()`);
+  // libopus logs each packet it refuses (from the decoder's Worker, as an error): those were asked for.
+  if (codec === "opus") for (const e of page.errors()) if (/^libopus -\d+ /.test((e.params.entry && e.params.entry.text) || "")) expectedErrors.add(e);
 }
 
 async function token(page) {
@@ -305,7 +331,7 @@ try {
   url.search = SCENARIO === "play" || SCENARIO === "blocked" ? QUERY : "";
   await page.navigate(url.href);
   await { play, token, remote, blocked, codecs }[SCENARIO](page);
-  const errors = page.errors();
+  const errors = page.errors().filter((e) => !expectedErrors.has(e));
   for (const e of errors) console.log("  page error: " + JSON.stringify(e.params).slice(0, 300));
   check(errors.length === 0, "no page errors");
 } catch (e) {
