@@ -58,6 +58,17 @@ fn decode_all(codec: Codec, frames: &[Audio]) -> Vec<f32> {
     out
 }
 
+/// Normalised cross-correlation of two equally aligned signals (1: the same up to scale).
+fn correlation(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
 fn real_audio(frames: &[Audio]) -> bool {
     frames
         .iter()
@@ -345,13 +356,7 @@ fn opus_is_faithful_to_the_offline_render_over_ten_seconds() {
     let from = CHUNK;
     let a = &ref_l[from - pre_skip..ref_l.len() - pre_skip];
     let b = &dec_l[from..];
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let correlation = dot / (norm(a) * norm(b));
+    let correlation = correlation(a, b);
     assert!(correlation >= 0.98, "correlation {correlation:.4}");
     println!("opus vs offline render: correlation {correlation:.4}");
     let mut compared = 0;
@@ -404,13 +409,7 @@ async fn a_late_opus_joiner_decodes_the_stream_from_its_first_chunk() {
     // After the documented warm-up (the first 20 ms packet) the joiner hears the stream.
     let warm_up = 960 * 2;
     let (a, b) = (&reference[warm_up..], &decoded[warm_up..]);
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let correlation = dot / (norm(a) * norm(b));
+    let correlation = correlation(a, b);
     assert!(correlation >= 0.95, "correlation {correlation:.4}");
 }
 
@@ -491,13 +490,7 @@ async fn ffmpeg_decodes_the_opus_a_listener_received() {
     assert_eq!(theirs.len(), (frames.len() * CHUNK - pre_skip) * 2);
     let ours = decode_all(Codec::Opus, &frames);
     let ours = &ours[pre_skip * 2..];
-    let dot: f64 = ours
-        .iter()
-        .zip(&theirs)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let correlation = dot / (norm(ours) * norm(&theirs));
+    let correlation = correlation(ours, &theirs);
     assert!(
         correlation > 0.99,
         "ffmpeg and our decoder agree: {correlation:.4}"

@@ -14,6 +14,7 @@ export const POLICY_DEFAULTS = {
   minTargetMs: 80,
   maxTargetMs: 1000,
   safetyMs: 60, // headroom kept above the arrival sawtooth even on a perfect network
+  decodeMs: 0, // extra headroom for a compressed stream: decoded audio reaches the ring later
   jitterFactor: 3, // headroom per ms of RFC 3550 inter-arrival jitter
   lateQuantile: 0.95, // headroom for all but the latest 5 % of frames ...
   lateWindowMs: 20000, // ... over this window (a single stall is an underrun, not a new normal)
@@ -50,6 +51,17 @@ export class JitterPolicy {
 
   setChunkMs(chunkMs) {
     if (chunkMs > 0 && Number.isFinite(chunkMs)) this.o.chunkMs = chunkMs;
+  }
+
+  /**
+   * Headroom for the decoder: audio that must be decoded reaches the ring after its frame
+   * arrived, by an amount the arrival statistics cannot see. The target moves up by the change.
+   */
+  setDecodeMs(decodeMs) {
+    if (!(decodeMs >= 0 && Number.isFinite(decodeMs))) return;
+    const change = decodeMs - this.o.decodeMs;
+    this.o.decodeMs = decodeMs;
+    if (change > 0) this.targetMs = this.clamp(this.targetMs + change);
   }
 
   /** Forgets the previous arrivals (a new connection, or a jump in the stream's timeline). */
@@ -106,7 +118,7 @@ export class JitterPolicy {
   desiredMs() {
     const o = this.o;
     const headroom = Math.max(o.safetyMs, o.jitterFactor * this.jitterMs, o.lateFactor * this.lateMs);
-    return this.clamp(o.chunkMs / 2 + headroom);
+    return this.clamp(o.chunkMs / 2 + headroom + o.decodeMs);
   }
 
   grow(nowMs, wantMs, force = false) {

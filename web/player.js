@@ -22,6 +22,7 @@ const BACKOFF_MAX_MS = 5000;
 const STABLE_MS = 3000; // a connection that streamed this long resets the backoff
 const POLL_MS = 100; // worklet counters: 10 reports a second
 const STALL_MS = 250; // the poll timer this late means the main thread was blocked
+const DECODE_HEADROOM_MS = 40; // jitter-buffer headroom for decoding Opus or FLAC off the audio thread
 const BLOCKED_MS = 40; // lateness of the poll timer worth remembering as a blocked main thread
 const BLOCKED_WINDOW_MS = 1000; // how long a blocked main thread explains an underrun
 const STATS_MS = 1000;
@@ -734,6 +735,8 @@ function onWelcome(p, c, msg) {
   if (f.sample_rate > 0 && f.sample_rate !== p.streamRate) p.streamRate = f.sample_rate;
   auralis.streamSampleRate = p.streamRate;
   if (msg.chunk_ms > 0) p.policy.setChunkMs(msg.chunk_ms);
+  // A decoded stream gets headroom for the decoder's own delay (PCM needs none).
+  p.policy.setDecodeMs(name === "pcm_s16le" ? 0 : DECODE_HEADROOM_MS);
   p.policy.resetStream();
   if (first && c.reconnect) {
     auralis.reconnects++;

@@ -342,16 +342,7 @@ impl Decoding {
             return Ok((*header, None));
         }
         self.samples.clear();
-        let frames = header.frames as usize;
-        let (rate, channels) = (header.sample_rate, header.channels);
-        self.decoder.decode(
-            header.codec,
-            rate,
-            channels,
-            frames,
-            payload,
-            &mut self.samples,
-        )?;
+        header.decode_payload(&mut self.decoder, payload, &mut self.samples)?;
         self.pcm.clear();
         for &s in &self.samples {
             self.pcm.extend_from_slice(&decoded_to_s16(s).to_le_bytes());

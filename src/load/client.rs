@@ -309,16 +309,7 @@ struct Decoding {
 impl Decoding {
     fn decode(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<(), DecodeError> {
         self.samples.clear();
-        let frames = header.frames as usize;
-        let (rate, channels) = (header.sample_rate, header.channels);
-        self.decoder.decode(
-            header.codec,
-            rate,
-            channels,
-            frames,
-            payload,
-            &mut self.samples,
-        )
+        header.decode_payload(&mut self.decoder, payload, &mut self.samples)
     }
 }
 

@@ -23,6 +23,7 @@ pub const FLAG_DISCONTINUITY: u16 = 1 << 1;
 /// Byte offset of the flags field, patched per listener when it skips ahead.
 const FLAGS_OFFSET: usize = 16;
 
+use crate::codec::decode::{DecodeError, StreamDecoder};
 use crate::codec::CodecSetup;
 pub use crate::codec::{f32_to_s16, Codec};
 
@@ -61,6 +62,27 @@ pub enum FrameError {
 }
 
 impl FrameHeader {
+    /// Decodes this frame's payload with a connection's `decoder`, appending the samples to `out`.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when the payload does not decode to this header's frames.
+    pub fn decode_payload(
+        &self,
+        decoder: &mut StreamDecoder,
+        payload: &[u8],
+        out: &mut Vec<f32>,
+    ) -> Result<(), DecodeError> {
+        let frames = self.frames as usize;
+        decoder.decode(
+            self.codec,
+            self.sample_rate,
+            self.channels,
+            frames,
+            payload,
+            out,
+        )
+    }
+
     /// Payload bytes of a PCM frame with this header.
     pub fn pcm_payload_len(&self) -> usize {
         self.frames as usize * self.channels as usize * 2

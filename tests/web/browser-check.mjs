@@ -231,8 +231,11 @@ async function codecs(page) {
 const decodeErrorsMetric = async (codec) => {
   const res = await fetch(new URL("/metrics", BASE));
   if (!res.ok) return null; // --no-metrics
-  const m = new RegExp(`^auralis_client_decode_errors_total\\{station="default",codec="${codec}"\\} (\\d+)`, "m").exec(await res.text());
-  return m ? Number(m[1]) : 0;
+  // Summed over the server's stations: the page plays whichever is the default.
+  const series = new RegExp(`^auralis_client_decode_errors_total\\{station="[^"]*",codec="${codec}"\\} (\\d+)`, "gm");
+  let total = 0;
+  for (const m of (await res.text()).matchAll(series)) total += Number(m[1]);
+  return total;
 };
 
 // How each damaged chunk is broken on arrival (b: its bytes; the payload starts at 56, the first

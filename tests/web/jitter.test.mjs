@@ -219,3 +219,23 @@ test("resync forgets the depth history but keeps the drift estimate", () => {
   assert.equal(ctl.driftPpm, 0);
   assert.equal(ctl.rate, 1);
 });
+
+test("a decoded stream keeps headroom for its decoder, and the target settles above PCM's", () => {
+  const pcm = new JitterPolicy();
+  const opus = new JitterPolicy();
+  opus.setDecodeMs(40);
+  assert.equal(opus.targetMs, POLICY_DEFAULTS.initialTargetMs + 40, "the prebuffer grows at once");
+  opus.setDecodeMs(40); // a second welcome of the same codec changes nothing
+  assert.equal(opus.targetMs, POLICY_DEFAULTS.initialTargetMs + 40);
+  // Minutes of a perfect network: both shrink toward what they need, Opus stays 40 ms above.
+  const end = feed(pcm, { seconds: 300 });
+  feed(opus, { seconds: 300 });
+  assert.ok(Math.abs(opus.targetMs - pcm.targetMs - 40) < 1, `${opus.targetMs} vs ${pcm.targetMs}`);
+  assert.equal(opus.desiredMs(), pcm.desiredMs() + 40);
+  // Switching back to PCM drops the allowance from what the target aims at.
+  opus.setDecodeMs(0);
+  assert.equal(opus.desiredMs(), pcm.desiredMs());
+  opus.setDecodeMs(Number.NaN); // ignored
+  assert.equal(opus.desiredMs(), pcm.desiredMs());
+  assert.ok(end > 0);
+});
