@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Fault injection for the browser client: serves web/ from the stand-in server in
-# tests/web/mock-server.mjs (which can stall, drop, gap and flag the stream on demand) and drives
-# headless Chromium through tests/web/browser-check.mjs: playback, stats, a 700 ms stall, flags,
-# reconnects, the control panel, station switching and codec negotiation, all asserted from
-# window.auralis.
+# tests/web/mock-server.mjs (which can stall, drop, gap, flag and restart the stream on demand, and
+# resumes like the server) and drives headless Chromium through tests/web/browser-check.mjs:
+# playback, stats, a 700 ms stall, flags, reconnects, resumes across a drop and a restart (and the
+# outcomes that rejoin live), the control panel, station switching and codec negotiation, all
+# asserted from window.auralis.
 # The real server is covered by tests/browser.rs; this covers what is hard to provoke there.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -233,7 +233,7 @@ main() {
   stop ff_pid
   stop ice_pid
 
-  taskset -c 0 "$bin" serve --addr "127.0.0.1:${aur_port}" >"$out/serve.log" 2>&1 &
+  taskset -c 0 "$bin" serve --ephemeral --addr "127.0.0.1:${aur_port}" >"$out/serve.log" 2>&1 &
   aur_pid=$!
   wait_http "http://127.0.0.1:${aur_port}/readyz"
   sleep 2

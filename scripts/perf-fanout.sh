@@ -26,7 +26,7 @@ printf '%-36s %8s %10s %10s %10s %10s %10s %6s\n' binary "cpu_%" "jit_p95" "jit_
   "srv_j_p95" "srv_j_p99" "deliv_p99" gaps
 for bin in "$@"; do
   name=$bin
-  taskset -c 0 "$bin" serve --addr "127.0.0.1:${port}" --backend cpu \
+  taskset -c 0 "$bin" serve --ephemeral --addr "127.0.0.1:${port}" --backend cpu \
     >"$out/fanout-serve.log" 2>&1 &
   pid=$!
   wait_http "http://127.0.0.1:${port}/readyz"

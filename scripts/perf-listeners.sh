@@ -14,7 +14,7 @@ mkdir -p "$out"
 
 cargo build --release --quiet --bin auralis
 bin=target/release/auralis
-"$bin" serve --addr "127.0.0.1:${port}" >"$out/serve.log" 2>&1 &
+"$bin" serve --ephemeral --addr "127.0.0.1:${port}" >"$out/serve.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT
 wait_http "http://127.0.0.1:${port}/readyz"

@@ -21,7 +21,7 @@ pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 
 start_server() { # extra flags...
-  "$bin" serve --addr "127.0.0.1:${port}" "$@" >"$out/serve.log" 2>&1 &
+  "$bin" serve --ephemeral --addr "127.0.0.1:${port}" "$@" >"$out/serve.log" 2>&1 &
   pid=$!
   wait_http "http://127.0.0.1:${port}/readyz"
 }

@@ -11,7 +11,7 @@ port=${SMOKE_PORT:-18457}
 workdir=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$workdir"' EXIT
 
-"$bin" serve --addr "127.0.0.1:${port}" --station smoke=7:focus >"$workdir/serve.log" 2>&1 &
+"$bin" serve --addr "127.0.0.1:${port}" --state-dir "$workdir/state" --station smoke=7:focus >"$workdir/serve.log" 2>&1 &
 pid=$!
 wait_http "http://127.0.0.1:${port}/readyz"
 # Fetch to files first: `curl | grep -q` fails under pipefail when grep stops reading early.

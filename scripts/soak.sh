@@ -26,7 +26,7 @@ workdir=$(mktemp -d)
 trap 'kill "$server" "$sampler" 2>/dev/null || true; rm -rf "$workdir"' EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-"$bin" serve --addr "127.0.0.1:${port}" --max-listeners $((listeners + 100)) \
+"$bin" serve --ephemeral --addr "127.0.0.1:${port}" --max-listeners $((listeners + 100)) \
   >"$workdir/serve.log" 2>&1 &
 server=$!
 wait_http "http://127.0.0.1:${port}/readyz"

@@ -87,6 +87,8 @@ pub enum ConfigError {
     BadSampleRate(u32),
     #[error("--buffer-ms must be at least one chunk and at most 10000 ms (got {0})")]
     BadBuffer(u32),
+    #[error("--resume-window-ms must be at least one chunk and at most 60000 ms (got {0})")]
+    BadResumeWindow(u32),
     #[error(transparent)]
     WeakSecret(#[from] WeakSecret),
     #[error(
@@ -235,6 +237,13 @@ pub struct Config {
     pub metrics_enabled: bool,
     /// Codecs stations offer unless they name their own, and the Opus bit rate.
     pub codecs: CodecSettings,
+    /// Where control logs survive restarts; `None` keeps them in memory (nothing survives).
+    pub state_dir: Option<std::path::PathBuf>,
+    /// How far back a reconnecting listener can resume (chunks kept, and rendered again after a
+    /// restart).
+    pub resume_window_ms: u32,
+    /// Resumes a station accepts per second (five seconds' worth at once).
+    pub max_resumes_per_second: u32,
 }
 
 impl Default for Config {
@@ -271,6 +280,9 @@ impl Default for Config {
             max_lag_skips_per_minute: 10,
             metrics_enabled: true,
             codecs: CodecSettings::default(),
+            state_dir: None,
+            resume_window_ms: 8_000,
+            max_resumes_per_second: 200,
         }
     }
 }
@@ -283,6 +295,13 @@ impl Config {
 
     pub fn chunk_period(&self) -> Duration {
         Duration::from_millis(self.chunk_ms as u64)
+    }
+
+    /// Chunks a resume can reach back.
+    pub fn resume_window_chunks(&self) -> usize {
+        (self.resume_window_ms as usize)
+            .div_ceil(self.chunk_ms.max(1) as usize)
+            .max(1)
     }
 
     /// Chunks the synthesis thread keeps rendered ahead.
@@ -307,12 +326,18 @@ impl Config {
             }
         }
         if !(10..=1000).contains(&self.chunk_ms)
-            || (self.sample_rate as u64 * self.chunk_ms as u64) % 1000 != 0
+            || !(self.sample_rate as u64 * self.chunk_ms as u64).is_multiple_of(1000)
         {
             return Err(ConfigError::BadChunk(self.chunk_ms));
         }
         if self.buffer_ms < self.chunk_ms || self.buffer_ms > 10_000 {
             return Err(ConfigError::BadBuffer(self.buffer_ms));
+        }
+        if self.resume_window_ms < self.chunk_ms || self.resume_window_ms > 60_000 {
+            return Err(ConfigError::BadResumeWindow(self.resume_window_ms));
+        }
+        if self.max_resumes_per_second == 0 {
+            return Err(ConfigError::ZeroLimit("--max-resumes-per-second"));
         }
         if self.stations.len() > MAX_STATIONS {
             return Err(ConfigError::TooManyStations(self.stations.len()));

@@ -29,7 +29,7 @@ use crate::edge::tokens::{now_unix, Scope, TokenError};
 use crate::edge::{EdgeGuards, Rejection};
 use crate::labels::ErrorCode;
 use crate::stream::hub::StationHub;
-use crate::stream::ws::{self, ListenerSettings, Session};
+use crate::stream::ws::{self, ListenerSettings, ResumeRequest, Session};
 use crate::synth::gpu::AdapterSummary;
 use crate::synth::{MusicParams, Preset};
 use crate::telemetry;
@@ -156,6 +156,8 @@ pub enum AppError {
     ShuttingDown,
     #[error("too many live dashboard streams are open; try again later")]
     TooManyLiveStreams,
+    #[error("{0}")]
+    BadResume(String),
 }
 
 /// Most `/api/live` streams open at once (each is a dashboard tab).
@@ -201,15 +203,16 @@ impl IntoResponse for AppError {
                 Rejection::ShuttingDown.as_str(),
             ),
             AppError::TooManyLiveStreams => (StatusCode::SERVICE_UNAVAILABLE, "too_many_streams"),
+            AppError::BadResume(_) => (StatusCode::BAD_REQUEST, "invalid_resume"),
             AppError::Control(e) => {
                 let status = match e {
                     ControlError::Access(AccessError::RemoteNeedsToken) => StatusCode::FORBIDDEN,
                     ControlError::Access(_) => StatusCode::UNAUTHORIZED,
                     ControlError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                     ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-                    ControlError::Busy | ControlError::Unavailable => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
+                    ControlError::Busy
+                    | ControlError::Unavailable
+                    | ControlError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 (status, e.code().as_str())
             }
@@ -281,6 +284,32 @@ struct StationQuery {
     codec: Option<String>,
     /// A listen token, for clients that cannot set headers (browsers' WebSocket).
     token: Option<String>,
+    /// Resume: the sequence after the last one the client holds...
+    resume_from: Option<String>,
+    /// ...and the epoch of the stream it came from.
+    epoch: Option<String>,
+}
+
+impl StationQuery {
+    /// The resume the query asks for.
+    ///
+    /// # Errors
+    /// [`AppError::BadResume`] when `resume_from` is not an unsigned integer.
+    fn resume(&self) -> Result<Option<ResumeRequest>, AppError> {
+        let Some(from) = &self.resume_from else {
+            return Ok(None);
+        };
+        let from = from.trim().parse().map_err(|_| {
+            AppError::BadResume(format!(
+                "resume_from must be a sequence number (an unsigned integer), got {:?}",
+                from.chars().take(24).collect::<String>()
+            ))
+        })?;
+        Ok(Some(ResumeRequest {
+            from,
+            epoch: self.epoch.clone(),
+        }))
+    }
 }
 
 async fn ws_default(
@@ -294,6 +323,7 @@ async fn ws_default(
         station: query.station.as_deref(),
         codec: query.codec.as_deref(),
         token: query.token.as_deref(),
+        resume: query.resume()?,
     };
     upgrade_listener(state, wanted, &headers, peer, upgrade)
 }
@@ -310,6 +340,7 @@ async fn ws_station(
         station: Some(&station),
         codec: query.codec.as_deref(),
         token: query.token.as_deref(),
+        resume: query.resume()?,
     };
     upgrade_listener(state, wanted, &headers, peer, upgrade)
 }
@@ -363,6 +394,7 @@ struct ListenerWants<'a> {
     station: Option<&'a str>,
     codec: Option<&'a str>,
     token: Option<&'a str>,
+    resume: Option<ResumeRequest>,
 }
 
 fn upgrade_listener(
@@ -395,6 +427,7 @@ fn upgrade_listener(
         access: Arc::clone(&state.access),
         peer: peer.ip(),
         codec,
+        resume: wanted.resume,
     };
     let limit = state.max_client_message_bytes;
     let settings = state.listener;
@@ -531,6 +564,12 @@ pub struct StationInfo {
     /// The codecs the station offers (`?codec=` on the stream), its default first.
     #[serde(default)]
     pub codecs: Vec<String>,
+    /// The station's epoch (changes only when its history could not be kept; see resume).
+    #[serde(default)]
+    pub epoch: String,
+    /// How many chunks back a resume can reach.
+    #[serde(default)]
+    pub resume_window_chunks: usize,
     /// The newest music parameters.
     pub params: MusicParams,
 }
@@ -564,6 +603,8 @@ async fn stations(State(state): State<Arc<AppState>>) -> Json<StationList> {
                     .iter()
                     .map(|c| c.codec.name().to_string())
                     .collect(),
+                epoch: s.hub.epoch().to_string(),
+                resume_window_chunks: s.hub.resume_window_chunks(),
                 params: snapshot.params,
             }
         })

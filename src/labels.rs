@@ -186,6 +186,42 @@ impl DisconnectReason {
     }
 }
 
+/// What a reconnect that asked to resume got (the `outcome` label, and `welcome.resume.outcome`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeOutcome {
+    /// Every missed chunk was sent, then the live stream.
+    Resumed,
+    /// The first missed chunk is older than the retained window: live edge.
+    OutsideWindow,
+    /// The sequence asked for has not been released yet: live edge.
+    Future,
+    /// The epoch asked for is not the station's (its history was not kept): live edge.
+    EpochChanged,
+    /// Too many resumes at once on this station: live edge.
+    RateLimited,
+}
+
+impl ResumeOutcome {
+    pub const ALL: [ResumeOutcome; 5] = [
+        ResumeOutcome::Resumed,
+        ResumeOutcome::OutsideWindow,
+        ResumeOutcome::Future,
+        ResumeOutcome::EpochChanged,
+        ResumeOutcome::RateLimited,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResumeOutcome::Resumed => "resumed",
+            ResumeOutcome::OutsideWindow => "outside_window",
+            ResumeOutcome::Future => "future",
+            ResumeOutcome::EpochChanged => "epoch_changed",
+            ResumeOutcome::RateLimited => "rate_limited",
+        }
+    }
+}
+
 /// The outcome of a music control request (the `result` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlResult {

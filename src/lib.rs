@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod render;
 pub mod server;
 pub mod shutdown;
+pub mod state;
 pub mod stream;
 pub mod synth;
 pub mod telemetry;

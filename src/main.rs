@@ -191,6 +191,20 @@ struct ServeArgs {
     /// period for both; what is left open then is dropped).
     #[arg(long, env = "AURALIS_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     shutdown_grace_ms: u64,
+    /// Where control logs are kept across restarts (created if missing; one server per
+    /// directory). Default: $XDG_STATE_HOME/auralis, else ~/.local/state/auralis.
+    #[arg(long, env = "AURALIS_STATE_DIR", conflicts_with = "ephemeral")]
+    state_dir: Option<PathBuf>,
+    /// Keep control logs in memory only: every music change is gone after a restart.
+    #[arg(long, env = "AURALIS_EPHEMERAL")]
+    ephemeral: bool,
+    /// How far back, in ms, a listener that lost its connection can resume without a gap.
+    #[arg(long, env = "AURALIS_RESUME_WINDOW_MS", default_value_t = 8_000)]
+    resume_window_ms: u32,
+    /// Resumes each station accepts per second (five seconds' worth at once); more get the
+    /// live edge.
+    #[arg(long, env = "AURALIS_MAX_RESUMES_PER_SECOND", default_value_t = 200)]
+    max_resumes_per_second: u32,
     #[command(flatten)]
     audio: AudioArgs,
 }
@@ -272,6 +286,9 @@ struct LoadArgs {
     /// check the framing only.
     #[arg(long, default_value_t = 0.1)]
     decode_fraction: f64,
+    /// Reconnect lost WebSocket connections (with backoff), resuming after the last chunk held.
+    #[arg(long)]
+    reconnect: bool,
     /// What the slow clients do: read at half rate, stop reading, or half of each.
     #[arg(long, value_enum, default_value_t = SlowModeArg::Mixed)]
     slow_mode: SlowModeArg,
@@ -398,6 +415,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             offered: args.codecs.0,
             opus_bitrate: args.opus_bitrate,
         },
+        state_dir: (!args.ephemeral).then(|| {
+            args.state_dir
+                .unwrap_or_else(auralis::state::default_state_dir)
+        }),
+        resume_window_ms: args.resume_window_ms,
+        max_resumes_per_second: args.max_resumes_per_second,
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -527,6 +550,7 @@ fn load(args: LoadArgs) -> anyhow::Result<()> {
         prebuffer: Duration::from_millis(args.prebuffer_ms),
         slow_fraction: args.slow_fraction,
         decode_fraction: args.decode_fraction,
+        reconnect: args.reconnect,
         slow_mode: match args.slow_mode {
             SlowModeArg::Slow => auralis::load::SlowMode::Slow,
             SlowModeArg::Stall => auralis::load::SlowMode::Stall,

@@ -15,20 +15,23 @@ use crate::clock::unix_nanos;
 use crate::codec::{CodecError, PcmFormat, StationEncoders};
 use crate::config::{BackendChoice, Config, ConfigError, StationConfig};
 use crate::control::link::ControlOutbox;
-use crate::control::{ControlAccess, StationControl};
+use crate::control::{ControlAccess, ControlSetup, StationControl};
 use crate::dashboard;
 use crate::edge::origin::OriginPolicy;
 use crate::edge::serve::EdgeSettings;
 use crate::edge::slots::ListenerSlots;
 use crate::edge::{self, EdgeGuards};
 use crate::http::{self, AppState, Station};
+use crate::pipeline::backfill::{self, Backfill};
 use crate::pipeline::gpu_engine;
 use crate::pipeline::pacer::{self, Pacer};
 use crate::pipeline::ring::{chunk_ring, ChunkConsumer};
 use crate::pipeline::synthesis::{
     self, StationInput, SynthesisSettings, SynthesisShared, SynthesisThread,
 };
-use crate::stream::hub::StationHub;
+use crate::state::log::LogOpenError;
+use crate::state::{ControlLog, LogIdentity, Recovery, StateDir, StateError};
+use crate::stream::hub::{ResumeSettings, StationHub};
 use crate::stream::protocol::{Codec, FrameHeader, StreamFormat};
 use crate::stream::ws::ListenerSettings;
 use crate::synth::batch::BatchRenderer;
@@ -66,6 +69,15 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("station {station}: {source}")]
     Codec { station: String, source: CodecError },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Log(#[from] LogOpenError),
+    #[error("station {station}: its control history does not replay: {source}")]
+    History {
+        station: String,
+        source: crate::synth::timeline::LogError,
+    },
 }
 
 /// A running station.
@@ -199,8 +211,20 @@ pub async fn run_with_renderer(
     } else {
         None
     };
+    // Held until the server stops: a second server on the same directory refuses to start.
+    let state_dir = match &config.state_dir {
+        Some(path) => {
+            let dir = StateDir::open(path)?;
+            tracing::info!(path = %dir.path().display(), "state directory");
+            Some(dir)
+        }
+        None => {
+            tracing::info!("no state directory: control changes last until the server stops");
+            None
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (stations, engines) = start_stations(&config, backend, gpu, &stop_rx)?;
+    let (stations, engines) = start_stations(&config, backend, gpu, &stop_rx, state_dir.as_ref())?;
     on_start(Handles {
         stations: stations
             .iter()
@@ -281,6 +305,7 @@ pub async fn run_with_renderer(
         engine.stop();
     }
     tracing::debug!(stations = stations.len(), "synthesis stopped");
+    drop(state_dir);
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -377,11 +402,15 @@ impl StreamPlan {
 }
 
 /// A station's ends that stay on the async side: the ring's consumer (for the pacer), the
-/// control outbox and the log entry its timeline starts with.
+/// control outbox, and its replayed history with the durable log.
 struct AsyncEnds {
     consumer: ChunkConsumer,
     outbox: ControlOutbox,
-    initial: ControlEntry,
+    history: Vec<ControlEntry>,
+    log: ControlLog,
+    recovered: Option<Recovery>,
+    /// The history was kept from before: the chunks before the start are rendered again.
+    continued: bool,
 }
 
 fn start_stations(
@@ -389,6 +418,7 @@ fn start_stations(
     backend: Backend,
     gpu: Option<Box<dyn BatchRenderer>>,
     stop: &watch::Receiver<bool>,
+    state_dir: Option<&StateDir>,
 ) -> Result<(Vec<RunningStation>, Vec<SynthesisThread>), ServerError> {
     let plan = StreamPlan::new(config);
     let context = StationContext {
@@ -414,7 +444,7 @@ fn start_stations(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let (inputs, ends) = station_inputs(config, &plan)?;
+    let (inputs, ends) = station_inputs(config, &plan, state_dir)?;
     let engines = spawn_engines(config, inputs, gpu, plan.first_deadline)?;
     let per_station = engines.iter().flat_map(|engine| {
         engine
@@ -431,7 +461,7 @@ fn start_stations(
         .map(|(((station, ends), encoders), (shared, waker))| {
             start_station(&context, station, ends, encoders, shared, waker)
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((running, engines))
 }
 
@@ -439,6 +469,7 @@ fn start_stations(
 fn station_inputs(
     config: &Config,
     plan: &StreamPlan,
+    state_dir: Option<&StateDir>,
 ) -> Result<(Vec<StationInput>, Vec<AsyncEnds>), ServerError> {
     let chunk_frames = plan.settings.chunk_frames;
     let mut inputs = Vec::with_capacity(config.stations.len());
@@ -448,8 +479,39 @@ fn station_inputs(
             Some(preset) => MusicParams::from_preset(station.seed, preset),
             None => MusicParams::from_seed(station.seed),
         };
-        let timeline = Timeline::new(station.seed, config.sample_rate, params);
-        let initial = timeline.latest_entry();
+        let initial = Timeline::new(station.seed, config.sample_rate, params).latest_entry();
+        let identity = LogIdentity {
+            station: station.name.clone(),
+            seed: station.seed,
+            sample_rate: config.sample_rate,
+            chunk_frames: chunk_frames as u32,
+            preset: station.preset,
+        };
+        let (log, replayed) = match state_dir {
+            Some(dir) => ControlLog::open(&dir.station_log(&station.name), identity, initial)?,
+            None => ControlLog::ephemeral(identity, initial),
+        };
+        if let Some((recovery, why)) = &replayed.recovery {
+            match recovery {
+                Recovery::TornTail | Recovery::Empty => {
+                    tracing::warn!(station = %station.name, outcome = recovery.as_str(), "control log repaired: {why}")
+                }
+                _ => {
+                    tracing::error!(station = %station.name, outcome = recovery.as_str(), epoch = %log.epoch(), "control log could not be continued as it was: {why}")
+                }
+            }
+        }
+        if replayed.continued {
+            tracing::info!(station = %station.name, entries = replayed.entries.len(), epoch = %log.epoch(), "control log replayed");
+        }
+        let history_error = |source| ServerError::History {
+            station: station.name.clone(),
+            source,
+        };
+        let mut timeline = Timeline::from_log(station.seed, config.sample_rate, &replayed.entries)
+            .map_err(history_error)?;
+        // The live timeline holds only what can still sound from the first chunk on.
+        timeline.prune(plan.settings.start_position);
         let (producer, consumer) = chunk_ring(plan.capacity, chunk_frames * CHANNELS);
         let (outbox, controls) =
             synthesis::control_link(CONTROL_QUEUE).map_err(|source| ServerError::Thread {
@@ -465,7 +527,10 @@ fn station_inputs(
         ends.push(AsyncEnds {
             consumer,
             outbox,
-            initial,
+            history: replayed.entries,
+            log,
+            recovered: replayed.recovery.map(|(recovery, _)| recovery),
+            continued: replayed.continued,
         });
     }
     Ok((inputs, ends))
@@ -526,22 +591,53 @@ fn start_station(
     encoders: StationEncoders,
     shared: Arc<SynthesisShared>,
     waker: Option<std::thread::Thread>,
-) -> RunningStation {
+) -> Result<RunningStation, ServerError> {
     let StationContext {
         config,
         plan,
         backend,
         stop,
     } = *context;
-    let hub = Arc::new(StationHub::new(
-        station.name.clone(),
-        station.seed,
-        backend,
-        plan.format.clone(),
-        encoders.setups().to_vec(),
-        plan.capacity,
-        config.listener_queue_chunks,
-    ));
+    let chunk_frames = plan.settings.chunk_frames as u64;
+    let window_chunks = config.resume_window_chunks();
+    let start = plan.settings.start_position;
+    let backfill = ends.continued.then(|| Backfill {
+        seed: station.seed,
+        history: ends.history.clone(),
+        format: PcmFormat {
+            sample_rate: plan.format.sample_rate,
+            channels: plan.format.channels,
+            frames_per_chunk: plan.format.frames_per_chunk,
+        },
+        codecs: station.codec_settings(&config.codecs),
+        template: plan.template,
+        from: start.saturating_sub(window_chunks as u64 * chunk_frames),
+        until: start,
+    });
+    let resume = ResumeSettings {
+        epoch: ends.log.epoch().clone(),
+        window_chunks,
+        backfill_pending: backfill.is_some(),
+        burst: config
+            .max_resumes_per_second
+            .saturating_mul(RESUME_BURST_SECONDS),
+        per_second: f64::from(config.max_resumes_per_second),
+    };
+    let hub = Arc::new(
+        StationHub::new(
+            station.name.clone(),
+            station.seed,
+            backend,
+            plan.format.clone(),
+            encoders.setups().to_vec(),
+            plan.capacity,
+            config.listener_queue_chunks,
+        )
+        .with_resume(resume),
+    );
+    if let Some(backfill) = backfill {
+        spawn_backfill(backfill, Arc::clone(&hub));
+    }
     let pacer = Pacer::new(
         ends.consumer,
         Arc::clone(&shared),
@@ -558,20 +654,60 @@ fn start_station(
         stop.clone(),
     ));
     supervise_pacer(station.name.clone(), pacing);
-    let control = Arc::new(StationControl::new(
-        station.name.clone(),
-        station.seed,
-        station.preset,
-        config.sample_rate,
-        ends.initial,
-        ends.outbox,
-        waker,
-    ));
-    RunningStation {
+    // Past everything synthesis may have rendered (the live edge plus the render-ahead, and the
+    // chunk being released), with time to make the change durable.
+    let lead_frames = (plan.settings.target_depth as u64 + 1) * chunk_frames
+        + u64::from(config.sample_rate) * CONTROL_DURABLE_MARGIN_MS / 1000;
+    let setup = ControlSetup {
+        station: station.name.clone(),
+        seed: station.seed,
+        preset: station.preset,
+        sample_rate: config.sample_rate,
+        history: ends.history,
+        log: ends.log,
+        recovered: ends.recovered,
+        lead_frames,
+        retain_frames: (window_chunks as u64 + 1) * chunk_frames,
+    };
+    let control =
+        StationControl::new(setup, ends.outbox, waker).map_err(|source| ServerError::History {
+            station: station.name.clone(),
+            source,
+        })?;
+    Ok(RunningStation {
         hub,
-        control,
+        control: Arc::new(control),
         synthesis: shared,
-    }
+    })
+}
+
+/// Seconds of resumes at the configured rate a station accepts at once (a restart brings every
+/// listener back together).
+const RESUME_BURST_SECONDS: u32 = 5;
+/// Time a control change has to become durable before its bar line could be rendered.
+const CONTROL_DURABLE_MARGIN_MS: u64 = 100;
+
+/// Renders the chunks before this process's first one again, off the async threads, and hands
+/// them to the hub (an empty hand-over when that fails, so resumes do not wait for it).
+fn spawn_backfill(backfill: Backfill, hub: Arc<StationHub>) {
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        match backfill::render(&backfill, &hub.metrics) {
+            Ok(frames) => {
+                tracing::info!(
+                    station = %hub.name,
+                    chunks = frames.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "chunks before the restart rendered again for resumes"
+                );
+                hub.backfill(frames);
+            }
+            Err(error) => {
+                tracing::warn!(station = %hub.name, %error, "cannot render the chunks before the restart; listeners resume from the live edge");
+                hub.backfill(Vec::new());
+            }
+        }
+    });
 }
 
 /// Logs a pacer that ended by panicking. Its station then releases nothing, so `/readyz` fails for

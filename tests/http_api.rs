@@ -94,8 +94,8 @@ async fn metrics_cover_every_stage_with_help_text() {
         metric_value(&text, "auralis_startup_seconds_count{station=\"metrics\"}"),
         Some(1.0)
     );
-    // No per-client labels anywhere: only station, backend, reason, result, field, codec and
-    // version.
+    // No per-client labels anywhere: only station, backend, reason, result, field, codec,
+    // outcome and version.
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && l.contains('{'))
@@ -104,8 +104,11 @@ async fn metrics_cover_every_stage_with_help_text() {
         for pair in labels.split("\",").filter(|p| !p.is_empty()) {
             let key = pair.split('=').next().unwrap();
             assert!(
-                ["station", "backend", "reason", "result", "field", "codec", "version", "le"]
-                    .contains(&key),
+                [
+                    "station", "backend", "reason", "result", "field", "codec", "outcome",
+                    "version", "le"
+                ]
+                .contains(&key),
                 "unexpected label {key} in {line}"
             );
         }

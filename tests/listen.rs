@@ -264,14 +264,18 @@ async fn exact_through_alsa(codec: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_restart_is_survived_by_reconnecting() {
+async fn a_server_restart_is_survived_by_resuming_with_nothing_missing() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(alsa) = PacedAlsa::start("reconnect") else {
         return;
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = TestServer::start_on(listener, "listen-restart", 92, |_| {}).await;
+    // A state directory keeps the station's epoch across the restart, so the listener resumes.
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_path_buf();
+    let with_state = |config: &mut auralis::config::Config| config.state_dir = Some(state_dir);
+    let server = TestServer::start_on(listener, "listen-restart", 92, with_state.clone()).await;
     let mut command = alsa.listen();
     command.args([&server.ws_url("/ws"), "--duration", "6s"]);
     let child = tokio::task::spawn_blocking(move || command.output());
@@ -297,7 +301,7 @@ async fn a_server_restart_is_survived_by_reconnecting() {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("port free again");
-    let _restarted = TestServer::start_on(listener, "listen-restart", 92, |_| {}).await;
+    let _restarted = TestServer::start_on(listener, "listen-restart", 92, with_state).await;
     let output = child.await.unwrap().expect("auralis runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -312,6 +316,16 @@ async fn a_server_restart_is_survived_by_reconnecting() {
         .and_then(|n| n.trim().parse().ok())
         .expect("summary names reconnects");
     assert!(reconnects >= 1, "{stdout}");
+    let field = |name: &str| -> u64 {
+        stdout
+            .split(&format!("{name} "))
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("summary names {name}: {stdout}"))
+    };
+    assert_eq!(field("gaps"), 0, "resumed with no missing chunk: {stdout}");
+    assert!(field("resumes") >= 1, "{stdout}");
 }
 
 /// Opus, the listener's default: decoded and played through ALSA without underruns or decode

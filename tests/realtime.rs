@@ -13,7 +13,7 @@ use auralis::pipeline::synthesis::{
     control_link, ControlRequest, CpuStation, StationInput, Step, SynthesisSettings,
 };
 use auralis::synth::params::{Key, Preset};
-use auralis::synth::{MusicParams, Score, Synth, CHANNELS};
+use auralis::synth::{MusicParams, Score, Synth, Timeline, CHANNELS};
 
 struct CountingAllocator;
 
@@ -82,6 +82,8 @@ fn the_cpu_synthesis_step_does_not_allocate() {
         })
         .collect();
     let far_future = Instant::now() + Duration::from_secs(3600);
+    // The control side's plan of the timeline: where each change lands (past what is rendered).
+    let mut planner = Timeline::from(Score::new(5, 48_000));
 
     // Read first: reading the count allocates.
     let switches_before = voluntary_switches();
@@ -99,11 +101,15 @@ fn the_cpu_synthesis_step_does_not_allocate() {
     for block in 0..6000usize {
         if block % 100 == 50 {
             let params = changes[(block / 100) % changes.len()];
+            let rendered_until = position + ((TARGET_DEPTH + 1) * FRAMES) as u64;
+            let entry = planner
+                .schedule(params, rendered_until)
+                .expect("room in the plan");
             outbox
                 .requests
                 .push(ControlRequest {
                     id: block as u64,
-                    params,
+                    entry,
                     deadline: far_future,
                 })
                 .expect("room for a request");

@@ -6,7 +6,8 @@
 // it grows at once when the network gets rougher and shrinks slowly once things have been calm.
 // RateController steers the measured depth toward the target with a tiny playback-rate change
 // (a PI controller whose integral settles on the clock drift between server and sound card),
-// bounded and slewed so the pitch never jumps.
+// bounded and slewed so the pitch never jumps. CatchUp brings the buffer back to its target after
+// a resume, when the server sends every chunk this client missed at once.
 
 export const POLICY_DEFAULTS = {
   chunkMs: 100, // the stream's chunk period: audio arrives in steps of this size
@@ -218,5 +219,89 @@ export class RateController {
     const slew = o.slewPpmPerS * dt;
     this.ppm += Math.min(slew, Math.max(-slew, want - this.ppm));
     return this.rate;
+  }
+}
+
+export const CATCH_UP_DEFAULTS = {
+  holdMs: 3000, // after the resumed chunks, live chunks may still be dropped this long
+};
+
+/**
+ * Catch-up after a resume. The server sends every chunk this client missed back to back, so the
+ * buffer would hold the whole outage: seconds of extra latency, more than the ring holds after a
+ * long one. The rate correction (±0.5 %) would need minutes for that, and a pitch-neutral faster
+ * playback needs time-stretching; so whole chunks are dropped instead, before they are written.
+ *
+ * An outage shorter than the buffer leaves no backlog: playback never stopped, the resumed chunks
+ * replace what it played meanwhile and continue the buffered audio sample for sample, and nothing
+ * is dropped (only what the worklet would skip anyway, beyond backlogLimitMs). A longer one has
+ * run the buffer dry: then a resumed chunk is dropped when writing it and the resumed chunks still
+ * to come would leave more than a chunk above the target. So the oldest go and the newest stay,
+ * playback restarts a little above the target, and the one splice falls in the outage's silence
+ * (faded by the player, like every jump).
+ *
+ * After a burst that found the buffer dry, live chunks are dropped for `holdMs` while the buffer's
+ * mean depth is more than a chunk above the target: those that queued up behind a burst that was
+ * slow to arrive. The mean (the worklet's, over its last report), not the depth of the moment: that
+ * one has a chunk-sized sawtooth, and reads high while playback has yet to start. After a burst
+ * that found playback running, the buffer holds what it held before the drop, and what it does
+ * with that is the rate correction's business.
+ */
+export class CatchUp {
+  constructor(options = {}) {
+    this.o = { ...CATCH_UP_DEFAULTS, ...options };
+    this.dropped = 0;
+    this.reset();
+  }
+
+  /** Nothing to catch up (a new connection, a station switch). The count stays. */
+  reset() {
+    this.remaining = 0; // resumed chunks still to come
+    this.burst = false; // resumed chunks are being written
+    this.dry = null; // the burst found playback stopped (null: no resumed chunk written yet)
+    this.untilMs = -Infinity;
+  }
+
+  /** A resume answered with `chunks` resumed chunks, which follow at once (none: nothing to do). */
+  start(nowMs, chunks) {
+    this.reset();
+    this.remaining = Number.isInteger(chunks) && chunks > 0 ? chunks : 0;
+    this.burst = this.remaining > 0;
+    this.untilMs = this.burst ? Infinity : -Infinity;
+  }
+
+  active(nowMs) {
+    return this.burst || nowMs < this.untilMs;
+  }
+
+  /**
+   * A chunk of `chunkMs` is about to be written. `queuedMs`: audio written and not yet played, now;
+   * `meanMs`: the buffer's mean depth lately; `playing`: playback is running (not run dry);
+   * `resumed`: the chunk carries the resumed flag. True when it is to be dropped instead.
+   */
+  drop(nowMs, { queuedMs, meanMs = queuedMs, chunkMs, targetMs, playing = false, resumed = false }) {
+    const burst = resumed && this.burst;
+    let after = 0;
+    if (burst) {
+      this.remaining = Math.max(0, this.remaining - 1);
+      after = this.remaining;
+      if (this.dry === null) this.dry = !playing;
+    } else if (this.burst) {
+      // The first live chunk: the burst is over (however many resumed chunks really came).
+      const dry = this.dry;
+      this.reset();
+      if (dry) this.untilMs = nowMs + this.o.holdMs;
+    }
+    if (!this.active(nowMs) || !(chunkMs > 0) || !Number.isFinite(targetMs)) return false;
+    let drop;
+    if (burst) {
+      // Whether playback had run dry is decided once, at the burst's first chunk.
+      const limit = this.dry ? targetMs + chunkMs : backlogLimitMs(targetMs);
+      drop = queuedMs >= 0 && queuedMs + chunkMs * (1 + after) > limit;
+    } else {
+      drop = meanMs > targetMs + chunkMs;
+    }
+    if (drop) this.dropped++;
+    return drop;
   }
 }

@@ -3,17 +3,22 @@
 // buffer -> AudioWorklet, with an adaptive jitter buffer, clock-drift correction, reconnects, health
 // statistics and music control.
 //
+// After a dropped connection or a server restart it reconnects asking to resume at the sequence
+// after the last one it holds (resume.js), and drops the backlog that brings (CatchUp).
+//
 // `window.auralis` is a plain object updated in place: the state of the player for people
 // (through the page) and for automated tests (by polling it).
 
 import {
-  decodeFrame, pcmS16ToStereo, statsMessage, ClockSync, codecName, codecDelayMs, CODEC_PCM_S16LE, PROTOCOL_VERSION,
+  decodeFrame, pcmS16ToStereo, statsMessage, ClockSync, codecName, codecDelayMs, CODEC_PCM_S16LE, CODEC_OPUS, PROTOCOL_VERSION,
 } from "./protocol.js";
 import {
   FrameDecoder, WasmOpusDecoder, decoderConfig, sameConfig, webCodecsSupports, loadWasmOpus, WEBCODECS_CODECS,
 } from "./decoder.js";
-import { JitterPolicy, RateController, backlogLimitMs } from "./jitter.js";
-import { Ring, createRingStorage, CHANNELS } from "./ring.js";
+import { JitterPolicy, RateController, CatchUp, backlogLimitMs } from "./jitter.js";
+import { ResumeTracker, EncoderWatch, streamQuery, resumeNote, resumeRetryCapMs } from "./resume.js";
+import { healthView } from "./health.js";
+import { Ring, createRingStorage, fadeIn as fadeInFrames, CHANNELS } from "./ring.js";
 import { ControlPanel } from "./control.js";
 import { Scope } from "./visual.js";
 
@@ -34,7 +39,9 @@ const SAB_GUARD_FRAMES = 512; // frames near the read index the worklet may be r
 const DEFAULT_STREAM_RATE = 48000;
 const SUSPEND_AFTER_MS = 30000; // audio device kept open this long after Stop
 const DECODE_FAIL_LIMIT = 50; // chunks in a row that could not be decoded: give up with the reason
-const PENDING_LIMIT = 50; // frames waiting for the decoder (5 s): the oldest is given up
+const PENDING_LIMIT = 50; // frames waiting for the decoder (5 s): the oldest is given up ...
+const PENDING_MS = 5000; // ... once it has waited this long (a resume brings many frames at once)
+const REFUSED_RESUMES = 3; // upgrades with a resume refused (the server up) until the codec is suspected
 const PLAYABLE = ["opus", "flac", "pcm_s16le"]; // what `?codec=` may name
 const DECODERS = ["webcodecs", "wasm"]; // what `?decoder=` may name
 
@@ -42,8 +49,9 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   station: $("station"), play: $("play"), volume: $("volume"), volumeOut: $("volume-out"), status: $("status"),
   latency: $("s-latency"), jitter: $("s-jitter"), buffer: $("s-buffer"), underruns: $("s-underruns"),
-  gaps: $("s-gaps"), disc: $("s-disc"), fills: $("s-fills"), codec: $("s-codec"), kbps: $("s-kbps"), drift: $("s-drift"),
-  offset: $("s-offset"), first: $("s-first"), reconnects: $("s-reconnects"), seq: $("s-seq"), output: $("s-output"),
+  gaps: $("s-gaps"), missing: $("s-missing"), disc: $("s-disc"), fills: $("s-fills"), codec: $("s-codec"), kbps: $("s-kbps"),
+  drift: $("s-drift"), offset: $("s-offset"), first: $("s-first"), reconnects: $("s-reconnects"), resume: $("s-resume"),
+  seq: $("s-seq"), output: $("s-output"),
 };
 
 const auralis = {
@@ -54,12 +62,24 @@ const auralis = {
   gaps: 0, // sequence jumps without the discontinuity flag
   discontinuities: 0,
   serverFills: 0, // frames flagged underrun_fill
-  underruns: 0, // playback underruns counted by the worklet
+  underruns: 0, // playback underruns counted by the worklet, the outage's included
   tabUnderruns: 0, // of those, the ones that followed this page's main thread being blocked
+  outageUnderruns: 0, // of those, the ones while the connection was down
   renderedFrames: 0, // frames the worklet output while playing
   nonSilentFrames: 0, // frames the worklet output with |sample| > 1e-4
   statsSent: 0,
   reconnects: 0, // successful reconnections after a drop
+  connected: false, // a connection is open and welcomed
+  missingSequences: 0, // sequences never received since Play, across reconnects
+  resumes: {}, // resume answers by outcome: resumed | outside_window | future | epoch_changed | rate_limited
+  lastResume: null, // the latest welcome.resume: {outcome, from, chunks}
+  resumeFrom: null, // resume_from of the latest connection, or null when it asked for no resume
+  resumedChunks: 0, // frames received flagged as resumed
+  catchUpDropped: 0, // of those (or the live frames right after them), dropped from playout to catch up
+  encoderSwitches: 0, // seams where the Opus stream changed encoder (after a restart), each a fresh decoder
+  epoch: null, // the station's epoch, from the last welcome
+  resumeWindowChunks: null, // how far back the server can resume, from the last welcome
+  staleMs: null, // while disconnected: age of the network figures (latency, jitter, bit rate, ...)
   latencyMs: null, // render on the server -> playout here
   bufferMs: 0,
   targetMs: null,
@@ -88,6 +108,7 @@ const auralis = {
   rttMs: null,
   retryInMs: null,
   lastServerError: null,
+  lastWarning: null, // {code, message} of the server's latest warning
 };
 window.auralis = auralis;
 
@@ -122,40 +143,20 @@ function setState(state, note = "") {
   render();
 }
 
-const fmt = (x, digits = 0) => (x == null || !Number.isFinite(x) ? "–" : x.toFixed(digits));
-const signed = (x, digits = 0) => (x == null || !Number.isFinite(x) ? "–" : (x > 0 ? "+" : "") + x.toFixed(digits));
-
 function render() {
   const a = auralis;
   ui.status.dataset.state = a.state;
   ui.status.textContent = a.note ? `${a.state} — ${a.note}` : a.state;
   ui.play.textContent = play ? "Stop" : "Play";
   ui.play.classList.toggle("stop", Boolean(play));
-  const live = Boolean(play);
-  ui.latency.textContent = live ? fmt(a.latencyMs) : "–";
-  ui.jitter.textContent = live ? fmt(a.jitterMs, 1) : "–";
-  ui.buffer.textContent = live ? `${fmt(a.bufferMs)} / ${fmt(a.targetMs)}` : "–";
-  ui.underruns.textContent = a.underruns;
-  ui.underruns.className = a.underruns > 0 ? "warn" : "";
-  ui.gaps.textContent = a.gaps;
-  ui.gaps.className = a.gaps > 0 ? "warn" : "";
-  ui.disc.textContent = a.discontinuities;
-  ui.fills.textContent = a.serverFills;
-  // Nominal bit rate where the codec has one (Opus), else what arrives.
-  const kbit = a.bitrate ? a.bitrate / 1000 : a.kbps;
-  ui.codec.textContent = !live || !a.codec ? "–" : kbit > 0 ? `${a.codec} · ${fmt(kbit)} kbit/s` : a.codec;
-  ui.kbps.textContent = live ? fmt(a.kbps) : "–";
-  ui.drift.textContent = live ? signed(a.driftPpm) : "–";
-  ui.offset.textContent = a.clockOffsetMs == null ? "–" : `${signed(a.clockOffsetMs, 1)} ±${fmt(a.rttMs / 2, 1)}`;
-  ui.first.textContent = fmt(a.firstSoundMs);
-  ui.reconnects.textContent = a.reconnects;
-  ui.seq.textContent = a.lastSequence ?? "–";
-  if (live && a.sampleRate) {
-    const sr = a.streamSampleRate || DEFAULT_STREAM_RATE;
-    const rates = sr === a.sampleRate ? `${sr / 1000} kHz` : `${sr / 1000}→${a.sampleRate / 1000} kHz`;
-    ui.output.textContent = `${rates} ×${a.playbackRate.toFixed(4)} ${a.sharedMemory ? "shared" : "posted"}`;
-  } else {
-    ui.output.textContent = "–";
+  // Down since the last frame: what was measured from the stream is that old.
+  a.staleMs = play && !a.connected && play.lastFrameAt !== null ? Math.round(performance.now() - play.lastFrameAt) : null;
+  const view = healthView(a, { live: Boolean(play), defaultRate: DEFAULT_STREAM_RATE });
+  for (const [k, v] of Object.entries(view)) {
+    const el = ui[k];
+    if (!el) continue;
+    el.textContent = v.text;
+    el.className = v.cls;
   }
 }
 
@@ -168,14 +169,11 @@ function stationInfo(name) {
 // A listen token in the page's own URL (`/?token=...`) is passed on to the stream: browsers
 // cannot set headers on a WebSocket, so servers that require tokens read it from the query.
 // `codec` (when not null) asks for that codec; without it the server sends the station's default.
-function streamUrl(name, codec) {
+// `resume` ({from, epoch}, or null) asks the server to send again what this player missed.
+function streamUrl(name, codec, resume = null) {
   const info = stationInfo(name);
   const path = info && typeof info.stream === "string" ? info.stream : `/ws/${encodeURIComponent(name)}`;
-  const query = new URLSearchParams();
-  const token = new URLSearchParams(location.search).get("token");
-  if (token) query.set("token", token);
-  if (codec) query.set("codec", codec);
-  const q = query.toString();
+  const q = streamQuery({ token: new URLSearchParams(location.search).get("token"), codec, resume });
   return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path + (q ? `?${q}` : "");
 }
 
@@ -434,8 +432,16 @@ function startPlayback({ auto = false } = {}) {
     decodeFailStreak: 0, // chunks in a row that could not be decoded
     policy: new JitterPolicy(),
     rateCtl: new RateController(),
+    catchUp: new CatchUp(), // drops the backlog a resume brings
+    tracker: new ResumeTracker(), // sequences received, and what to resume from
+    encoders: new EncoderWatch(), // where an Opus stream changes encoder (a restart's resume)
+    retired: new Set(), // decoders replaced mid-stream, finishing what they were given
+    resumeWanted: false, // the next connection asks to resume (the last one was lost, not left)
+    resumeNote: "", // what the server answered to this connection's resume, for the status line
+    lastFrameAt: null, // when the last audio frame arrived (the age of the network figures)
     conn: null,
     dropped: false, // the last connection was lost; the next welcome counts as a reconnect
+    refusedWhileUp: 0, // upgrades refused in a row while the station list loads
     backoffMs: BACKOFF_MIN_MS,
     retryTimer: null,
     timers: [],
@@ -443,6 +449,7 @@ function startPlayback({ auto = false } = {}) {
     bytesSince: performance.now(),
     rateWindow: [],
     workletUnderruns: 0,
+    workletOutageUnderruns: 0,
     lastReportAt: null,
     lastConfig: null,
     hearDelayMs: null,
@@ -461,7 +468,9 @@ function startPlayback({ auto = false } = {}) {
     jitterMs: 0, driftPpm: 0, sharedMemory: shared, sampleRate: ctx.sampleRate, firstSoundMs: null,
     streamSampleRate: null, playbackRate: 1, lastSequence: null, kbps: null, skips: 0, duplicates: 0,
     malformed: 0, overflowFrames: 0, lastServerError: null, codec: null, codecs: [], bitrate: null,
-    codecDelayMs: 0, decoder: null, decoderWorker: null, decodeErrors: 0,
+    codecDelayMs: 0, decoder: null, decoderWorker: null, decodeErrors: 0, outageUnderruns: 0, connected: false,
+    missingSequences: 0, resumes: {}, lastResume: null, resumeFrom: null, resumedChunks: 0, catchUpDropped: 0, encoderSwitches: 0, epoch: null,
+    resumeWindowChunks: null, staleMs: null, lastWarning: null,
   });
   setState("connecting", `connecting to ${name}…`);
   decoderSupport().then((got) => {
@@ -518,8 +527,9 @@ function stopPlayback(state = "idle", note = "") {
     ws.close(1000, "stop");
   }
   scope.attach(null);
-  for (const d of p.decoders.values()) d.close();
+  for (const d of [...p.decoders.values(), ...p.retired]) d.close();
   p.decoders.clear();
+  p.retired.clear();
   p.pending = [];
   if (ctx && master) {
     // Fade out instead of cutting the waveform, then release the output.
@@ -542,6 +552,7 @@ function stopPlayback(state = "idle", note = "") {
   }
   auralis.bufferMs = 0;
   auralis.latencyMs = null;
+  auralis.connected = false;
   setState(state, note);
 }
 
@@ -553,8 +564,12 @@ function fail(reason) {
 
 function connect(p) {
   p.retryTimer = null;
+  // After a drop (not a Stop, a station switch or a fresh Play): resume at the sequence after the
+  // last one received, on the epoch the server last announced.
+  const resume = p.resumeWanted ? p.tracker.request() : null;
+  auralis.resumeFrom = resume ? resume.from : null;
   const c = {
-    ws: null, opened: false, welcomed: false, frames: 0, lastSeq: null,
+    ws: null, opened: false, welcomed: false, frames: 0, liveFrames: 0, lastSeq: null, resume, answered: false,
     underrunBase: auralis.underruns, decodeErrorBase: auralis.decodeErrors, stableTimer: null, reconnect: p.dropped,
     askedCodec: p.omitCodec ? null : p.codec, // in the URL
     codec: null, // of the frames now arriving, from the last welcome this player accepted
@@ -563,7 +578,7 @@ function connect(p) {
   p.conn = c;
   let ws;
   try {
-    ws = new WebSocket(streamUrl(p.station, c.askedCodec));
+    ws = new WebSocket(streamUrl(p.station, c.askedCodec, resume));
   } catch (e) {
     fail(`cannot open the stream: ${e.message}`);
     return;
@@ -598,7 +613,9 @@ function closeReason(ev) {
 async function onDrop(p, c, ev) {
   clearTimeout(c.stableTimer);
   p.conn = null;
-  sendConfig(p); // not live: running dry now is a drain, not an underrun
+  auralis.connected = false;
+  p.catchUp.reset(); // a burst cut short: the next connection's answer says what follows
+  sendConfig(p); // not live: running dry now is the outage's underrun
   if (ev.code === 1002 || ev.code === 1009) {
     fail(`the server ended the stream: ${closeReason(ev)}`);
     return;
@@ -608,6 +625,7 @@ async function onDrop(p, c, ev) {
     return;
   }
   if (c.welcomed) p.dropped = true;
+  p.resumeWanted = true;
   if (!c.opened) {
     // The upgrade was refused: tell an unknown station apart from a server that is down.
     const ok = await loadStations();
@@ -616,7 +634,12 @@ async function onDrop(p, c, ev) {
       fail(`unknown station "${p.station}"`);
       return;
     }
-    if (ok && c.askedCodec && !p.omitCodec) {
+    if (ok) p.refusedWhileUp++;
+    // A resume asks for the codec this station was streaming: a refusal then is far more likely a
+    // server that is full or shutting down (503) than a codec it stopped offering, and asking for
+    // none would lose the resume to a codec switch. Only after a few refusals is it the codec.
+    const codecSuspect = !c.resume || p.refusedWhileUp >= REFUSED_RESUMES;
+    if (ok && c.askedCodec && !p.omitCodec && codecSuspect) {
       // The server is up and has the station: it may not offer the codec asked for (it refuses
       // that upgrade with a 400 a page cannot read). Ask once for none: the welcome lists the
       // station's codecs, and onWelcome asks for one this browser decodes.
@@ -625,10 +648,15 @@ async function onDrop(p, c, ev) {
       return;
     }
   }
-  const delay = p.backoffMs;
+  // The resume window is finite: a long backoff would spend it waiting for the server to be back.
+  const resumable = p.tracker.request() !== null;
+  const windowMs = (p.tracker.windowChunks || 0) * p.policy.o.chunkMs;
+  const cap = resumable ? resumeRetryCapMs(windowMs, { maxMs: BACKOFF_MAX_MS }) : BACKOFF_MAX_MS;
+  const delay = Math.min(p.backoffMs, cap);
   p.backoffMs = Math.min(p.backoffMs * 2, BACKOFF_MAX_MS);
   const why = c.opened ? closeReason(ev) : "cannot reach the server";
-  setState("reconnecting", `${why}; retrying in ${delay < 1000 ? `${delay} ms` : `${(delay / 1000).toFixed(1)} s`}`);
+  const resuming = resumable ? "resuming… " : "";
+  setState("reconnecting", `${why}; ${resuming}retrying in ${delay < 1000 ? `${delay} ms` : `${(delay / 1000).toFixed(1)} s`}`);
   auralis.retryInMs = delay;
   p.retryTimer = setTimeout(() => {
     if (play === p && !p.conn) connect(p);
@@ -675,6 +703,9 @@ function onText(p, c, text) {
       }
       break;
     case "warning":
+      auralis.lastWarning = { code: msg.code, message: msg.message };
+      // A resume the server could not serve is explained already, from the welcome's answer.
+      if (typeof msg.code === "string" && msg.code.startsWith("resume_") && c.answered) break;
       auralis.note = `server warning ${msg.code}: ${msg.message}`;
       render();
       break;
@@ -690,6 +721,13 @@ function switchCodec(p, c, codec) {
 function onWelcome(p, c, msg) {
   const f = msg.format || {};
   const station = msg.station || p.station;
+  const answer = p.tracker.onWelcome(msg, { resume: !c.answered });
+  if (!c.answered) {
+    c.answered = true;
+    onResumeAnswer(p, c, answer, msg.chunk_ms > 0 ? msg.chunk_ms : p.policy.o.chunkMs);
+  }
+  auralis.epoch = p.tracker.epoch;
+  auralis.resumeWindowChunks = p.tracker.windowChunks;
   const name = codecName(f.codec);
   const offered = Array.isArray(msg.codecs) ? msg.codecs.map(codecName).filter(Boolean) : [];
   if (!(f.channels >= 1)) {
@@ -732,6 +770,8 @@ function onWelcome(p, c, msg) {
   });
   const first = !c.welcomed;
   c.welcomed = true;
+  auralis.connected = true;
+  p.refusedWhileUp = 0;
   if (f.sample_rate > 0 && f.sample_rate !== p.streamRate) p.streamRate = f.sample_rate;
   auralis.streamSampleRate = p.streamRate;
   if (msg.chunk_ms > 0) p.policy.setChunkMs(msg.chunk_ms);
@@ -747,9 +787,26 @@ function onWelcome(p, c, msg) {
   c.stableTimer = setTimeout(() => {
     if (p.conn === c && c.frames > 0) p.backoffMs = BACKOFF_MIN_MS;
   }, STABLE_MS);
-  p.playingNote = `${station} · ${name}${via === "wasm" ? " (WebAssembly)" : ""} · ${p.streamRate / 1000} kHz${p.streamRate !== ctx.sampleRate ? ` → ${ctx.sampleRate / 1000} kHz` : ""}`;
+  const resumed = p.resumeNote ? ` · ${p.resumeNote}` : "";
+  p.playingNote = `${station} · ${name}${via === "wasm" ? " (WebAssembly)" : ""} · ${p.streamRate / 1000} kHz${p.streamRate !== ctx.sampleRate ? ` → ${ctx.sampleRate / 1000} kHz` : ""}${resumed}`;
   if (p.worklet && p.worklet.playing) setState("playing", p.playingNote);
-  else setState("buffering", `${station}: prebuffering ${Math.round(p.policy.targetMs)} ms`);
+  else setState("buffering", `${station}: prebuffering ${Math.round(p.policy.targetMs)} ms${resumed}`);
+}
+
+/**
+ * The server's answer to this connection's resume (null: it asked for none, or the server does not
+ * resume). Resumed chunks follow at once: the catch-up drops what would keep the buffer above its
+ * target. Any other outcome streams from the live edge, and the sequences in between count as
+ * missing when the first live one arrives.
+ */
+function onResumeAnswer(p, c, answer, chunkMs) {
+  if (!c.resume) p.resumeNote = "";
+  else p.resumeNote = answer ? resumeNote(answer, { chunkMs }) : "the server does not resume; rejoined live";
+  auralis.lastResume = answer ? { ...answer } : auralis.lastResume;
+  auralis.resumes = { ...p.tracker.outcomes };
+  p.catchUp.reset();
+  if (!answer || answer.outcome !== "resumed" || answer.chunks === 0) return;
+  p.catchUp.start(performance.now(), answer.chunks);
 }
 
 /** The decoder for `codec`, configured for `format` (kept across reconnects while it matches). */
@@ -764,12 +821,38 @@ function ensureDecoder(p, codec, format) {
     for (const e of p.pending) if (lost.has(e)) e.failed = e.ready = true;
     drain(p);
   }
+  const d = createDecoder(p, codec, config, codecDelayMs(format));
+  p.decoders.set(codec, d);
+  return d;
+}
+
+/**
+ * A fresh decoder for the frames of `codec` from now on. The one it replaces decodes on what it
+ * was given (those frames come back in their turn) and is closed once it has.
+ */
+function renewDecoder(p, codec) {
+  const old = p.decoders.get(codec);
+  if (!old) return;
+  p.decoders.set(codec, createDecoder(p, codec, old.config, old.delayMs));
+  p.retired.add(old);
+  settle(p, old);
+}
+
+/** Closes a replaced decoder that has nothing left to decode. */
+function settle(p, d) {
+  if (!p.retired.has(d) || d.pending > 0) return;
+  p.retired.delete(d);
+  setTimeout(() => d.close(), 0); // not from inside its own callback
+}
+
+function createDecoder(p, codec, config, delayMs) {
   const Decoder = codec === "opus" && p.via.opus === "wasm" ? WasmOpusDecoder : FrameDecoder;
   const d = new Decoder(config, {
-    delayMs: codecDelayMs(format),
+    delayMs,
     wasm: p.wasm,
     onFrame: (e, samples, frames, whole) => {
       if (play !== p) return;
+      settle(p, d);
       if (!whole) {
         // Part of it is missing: as silence of its full length it keeps the timeline.
         decodeFailed(p, [e], new Error("the decoder gave no audio for part of it"));
@@ -781,9 +864,12 @@ function ensureDecoder(p, codec, format) {
       p.decodeFailStreak = 0;
       drain(p);
     },
-    onError: (entries, error, reopenError) => decodeFailed(p, entries, error, reopenError),
+    onError: (entries, error, reopenError) => {
+      settle(p, d);
+      decodeFailed(p, entries, error, reopenError);
+    },
   });
-  p.decoders.set(codec, d);
+  d.delayMs = delayMs;
   return d;
 }
 
@@ -808,11 +894,11 @@ function decodeFailed(p, entries, error, fatal = null) {
 // ---------------------------------------------------------------- audio frames
 
 function onFrame(p, c, data) {
-  p.bytes += data.byteLength;
   let h;
   try {
     h = decodeFrame(data);
   } catch (e) {
+    p.bytes += data.byteLength;
     auralis.malformed++;
     auralis.note = `ignored a malformed audio frame (${e.message})`;
     return;
@@ -827,7 +913,13 @@ function onFrame(p, c, data) {
     return;
   }
   const now = performance.now();
+  // Resumed frames are a catch-up burst, not the stream's rate.
+  if (!h.resumed) p.bytes += data.byteLength;
+  p.lastFrameAt = now;
   auralis.chunks++;
+  p.tracker.onSequence(h.sequence, { resumed: h.resumed });
+  auralis.missingSequences = p.tracker.missing;
+  auralis.resumedChunks = p.tracker.resumed;
   if (h.discontinuity) auralis.discontinuities++;
   if (h.underrunFill) auralis.serverFills++;
   let gap = false;
@@ -838,12 +930,14 @@ function onFrame(p, c, data) {
   c.lastSeq = h.sequence;
   auralis.lastSequence = h.sequence;
   // Lateness against the stream's own timeline. The first frame of a connection was released
-  // before we connected, a discontinuity moves the timeline, and frames that queued up while this
-  // page's main thread was blocked arrived on time: none of them says anything about the network.
+  // before we connected, resumed frames are sent late on purpose, a discontinuity moves the
+  // timeline, and frames that queued up while this page's main thread was blocked arrived on
+  // time: none of them says anything about the network.
   const stalled = now < p.stallUntil || now - p.lastBeat > POLL_MS + STALL_MS;
   if (stalled) p.stallUntil = Math.max(p.stallUntil, now + 50);
   if (h.discontinuity || gap || stalled) p.policy.resetStream();
-  if (c.frames++ > 0 && !stalled) {
+  c.frames++;
+  if (!h.resumed && c.liveFrames++ > 0 && !stalled) {
     p.policy.onArrival(now, (h.position / h.sampleRate) * 1000);
     // Late frames raised the target: tell the worklet before this audio lands, so that its
     // prebuffer and backlog limit move with it.
@@ -872,12 +966,19 @@ function onFrame(p, c, data) {
 
   // PCM is ready now; Opus and FLAC once the decoder hands the audio back. Either way frames are
   // written in the order they arrived, each with its own timestamps and flags.
-  const entry = { h, trim, jump, delayMs: p.delayMs, pcm: null, samples: null, frames: 0, ready: false, failed: false };
+  const entry = { h, trim, jump, delayMs: p.delayMs, at: now, pcm: null, samples: null, frames: 0, ready: false, failed: false };
   p.pending.push(entry);
   if (h.codec === CODEC_PCM_S16LE) {
     entry.pcm = data;
     entry.ready = true;
   } else {
+    if (h.codec === CODEC_OPUS && p.encoders.onFrame(h)) {
+      // Another encoder from here (a restart's chunks rendered again, or its live stream): a
+      // fresh decoder for it, and a faded splice over the seam.
+      renewDecoder(p, h.codecName);
+      entry.jump = true;
+      auralis.encoderSwitches++;
+    }
     const d = p.decoders.get(h.codecName);
     try {
       if (!d) throw new Error(`no ${h.codecName} decoder`);
@@ -886,7 +987,7 @@ function onFrame(p, c, data) {
       decodeFailed(p, [entry], e); // a payload that does not split into packets
       return;
     }
-    if (p.pending.length > PENDING_LIMIT && !p.pending[0].ready) {
+    if (p.pending.length > PENDING_LIMIT && !p.pending[0].ready && now - p.pending[0].at > PENDING_MS) {
       decodeFailed(p, [p.pending[0]], new Error("the decoder returned nothing for 5 s"));
       return;
     }
@@ -901,6 +1002,7 @@ function drain(p) {
 
 function writeFrame(p, e) {
   const h = e.h;
+  if (catchUpDrops(p, e)) return;
   // A chunk that could not be decoded becomes silence of its length, faded like the server's
   // fills: the timeline and the buffer depth stay as they were, so there is no underrun.
   const fill = h.underrunFill || e.failed;
@@ -938,14 +1040,7 @@ function writeFrame(p, e) {
     if (fill) samples.fill(0); // the server's silence, decoded: make it exact
   }
   if (frames <= 0) return;
-  if (fadeIn) {
-    const n = Math.min(fadeFrames, frames);
-    for (let i = 0, k = from * 2; i < n; i++, k += 2) {
-      const g = i / n;
-      samples[k] *= g;
-      samples[k + 1] *= g;
-    }
-  }
+  if (fadeIn) fadeInFrames(samples, from, Math.min(fadeFrames, frames));
 
   let written = frames;
   if (p.ring) {
@@ -970,6 +1065,40 @@ function writeFrame(p, e) {
   if (p.segments.length > 64) p.segments.shift();
   p.writtenTotal += written;
   p.lastWasFill = fill;
+}
+
+/**
+ * After a resume: drops this frame instead of writing it when it (and the resumed frames still to
+ * come) would keep the buffer more than a chunk above its target (see CatchUp). Every resumed frame
+ * was counted as received on arrival; a dropped one is counted in `catchUpDropped` as well. The
+ * frame written next fades in over the splice, and the ring's tail fades out.
+ */
+function catchUpDrops(p, e) {
+  const now = performance.now();
+  if (!p.catchUp.active(now)) return false;
+  const drop = p.catchUp.drop(now, {
+    queuedMs: (queuedFrames(p, now) / p.streamRate) * 1000,
+    meanMs: auralis.bufferMs,
+    chunkMs: (e.h.frames / p.streamRate) * 1000,
+    targetMs: p.policy.targetMs,
+    playing: Boolean(p.worklet && p.worklet.playing),
+    resumed: e.h.resumed,
+  });
+  if (!drop) return false;
+  auralis.catchUpDropped = p.catchUp.dropped;
+  p.writeBroken = true;
+  p.rateCtl.resync();
+  return true;
+}
+
+/** Stream frames written and not yet played: exact with the shared ring, estimated when posting. */
+function queuedFrames(p, now) {
+  if (p.ring) return p.ring.available();
+  const m = p.worklet;
+  if (!m) return p.writtenTotal;
+  let read = m.readTotal;
+  if (m.playing && p.lastReportAt !== null) read += ((now - p.lastReportAt) / 1000) * p.streamRate * (m.rate || 1);
+  return Math.max(0, p.writtenTotal - read);
 }
 
 // ---------------------------------------------------------------- worklet reports
@@ -1001,18 +1130,23 @@ function onReport(p, m) {
   p.lastReportAt = now;
   p.worklet = m;
 
+  const outage = Math.max(0, (m.outageUnderruns || 0) - p.workletOutageUnderruns);
   if (m.underruns > p.workletUnderruns) {
     // The ring is fed from this thread: blocked for half the buffer target or more, it could not
-    // keep the worklet supplied whatever the network did. Such underruns are the tab's.
+    // keep the worklet supplied whatever the network did. Such underruns are the tab's. Those
+    // while the connection was down are the outage's: neither the tab's nor a reason for a
+    // bigger buffer.
     const tab = now - p.blockedAt < BLOCKED_WINDOW_MS && p.blockedMs >= p.policy.targetMs / 2;
-    for (let i = p.workletUnderruns; i < m.underruns; i++) {
+    for (let i = p.workletUnderruns + outage; i < m.underruns; i++) {
       if (tab) auralis.tabUnderruns++;
       p.policy.onUnderrun(now);
     }
     p.rateCtl.resync();
   }
   p.workletUnderruns = m.underruns;
+  p.workletOutageUnderruns = m.outageUnderruns || 0;
   auralis.underruns = m.underruns;
+  auralis.outageUnderruns = p.workletOutageUnderruns;
   if (m.skips > auralis.skips) p.rateCtl.resync();
   auralis.skips = m.skips;
   auralis.renderedFrames = m.renderedFrames;
@@ -1071,6 +1205,14 @@ function findSegment(p, readTotal) {
 function reportStats(p) {
   if (play !== p) return;
   const now = performance.now();
+  if (!auralis.connected) {
+    // Nothing is measured while down: the last figure stays, shown as stale, and the next
+    // connection starts a fresh window rather than averaging the outage in.
+    p.rateWindow = [];
+    p.bytes = 0;
+    p.bytesSince = now;
+    return;
+  }
   // Bit rate over the last few seconds (a burst after a stall should not read as a spike).
   p.rateWindow.push({ bytes: p.bytes, ms: now - p.bytesSince });
   if (p.rateWindow.length > 4) p.rateWindow.shift();
@@ -1105,6 +1247,8 @@ function switchStation(name) {
   // Fade out and drop whatever the old station left in the buffer (and in the decoders); the new
   // one fades in.
   for (const d of p.decoders.values()) d.reset();
+  for (const d of p.retired) d.close();
+  p.retired.clear();
   p.pending = [];
   p.writeBroken = false;
   if (p.node) {
@@ -1120,6 +1264,13 @@ function switchStation(name) {
   p.expectedPos = null;
   p.lastWasFill = false;
   p.dropped = false;
+  // Another station: nothing to resume, and its sequences start a new count.
+  p.resumeWanted = false;
+  p.resumeNote = "";
+  p.tracker.forget();
+  p.encoders.forget();
+  p.catchUp.reset();
+  auralis.connected = false;
   p.backoffMs = BACKOFF_MIN_MS;
   p.policy.resetStream();
   setState("connecting", `connecting to ${name}…`);

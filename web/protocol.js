@@ -20,6 +20,8 @@ export function codecName(name) {
 
 export const FLAG_UNDERRUN_FILL = 0x0001;
 export const FLAG_DISCONTINUITY = 0x0002;
+/** Sent again for a resume (`resume_from` on the stream URL): audio this client missed. */
+export const FLAG_RESUMED = 0x0004;
 
 /** `stats` values outside 0..STATS_LIMIT_MS are refused by the server. */
 export const STATS_LIMIT_MS = 600000;
@@ -81,6 +83,7 @@ export function decodeFrame(buf) {
     flags,
     underrunFill: (flags & FLAG_UNDERRUN_FILL) !== 0,
     discontinuity: (flags & FLAG_DISCONTINUITY) !== 0,
+    resumed: (flags & FLAG_RESUMED) !== 0,
     sequence: Number(v.getBigUint64(24, true)),
     position: Number(v.getBigUint64(32, true)),
     renderedUnixNs,

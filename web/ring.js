@@ -28,6 +28,18 @@ export function distance(a, b) {
   return (b - a) | 0;
 }
 
+/**
+ * Fades `frames` interleaved stereo frames of `samples`, from frame `from` on, in (gain 0 -> 1):
+ * the start of audio written after a splice, whose end the ring's fadeTail faded out.
+ */
+export function fadeIn(samples, from, frames) {
+  for (let i = 0, k = from * CHANNELS; i < frames; i++, k += CHANNELS) {
+    const g = i / frames;
+    samples[k] *= g;
+    samples[k + 1] *= g;
+  }
+}
+
 /** Allocates ring storage for `capacityFrames` (rounded up to a power of two). */
 export function createRingStorage(capacityFrames, shared = false) {
   const cap = nextPowerOfTwo(Math.max(capacityFrames, 256));

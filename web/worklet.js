@@ -37,7 +37,9 @@ class AuralisPlayer extends AudioWorkletProcessor {
     // and the skip should see all of it.
     this.skipHoldFrames = Math.round(0.025 * sampleRate);
     this.overFrames = 0;
-    this.live = true; // false while the connection is down: running dry then is a drain, not an underrun
+    // False while the connection is down: running dry then is still an underrun (the listener hears
+    // the outage's silence), and it is also counted apart, as the outage's.
+    this.live = true;
     this.fadeFrames = Math.max(16, Math.round(((o.fadeMs || 4) / 1000) * sampleRate));
     this.fadeStep = 1 / this.fadeFrames;
     this.state = IDLE;
@@ -52,6 +54,7 @@ class AuralisPlayer extends AudioWorkletProcessor {
     // Counters (reported on request).
     this.readTotal = 0; // frames consumed since start, skips and flushes included
     this.underruns = 0;
+    this.outageUnderruns = 0; // of those, the ones while the connection was down
     this.skips = 0;
     this.overflowFrames = 0;
     this.renderedFrames = 0;
@@ -103,6 +106,7 @@ class AuralisPlayer extends AudioWorkletProcessor {
           playing: this.state === PLAYING,
           rate: this.rate,
           underruns: this.underruns,
+          outageUnderruns: this.outageUnderruns,
           skips: this.skips,
           overflowFrames: this.overflowFrames,
           renderedFrames: this.renderedFrames,
@@ -247,7 +251,8 @@ class AuralisPlayer extends AudioWorkletProcessor {
         this.action = NONE;
         if (action === STARVE) {
           this.state = IDLE;
-          if (this.live) this.underruns++;
+          this.underruns++;
+          if (!this.live) this.outageUnderruns++;
           for (let j = i + 1; j < n; j++) {
             L[j] = 0;
             if (R) R[j] = 0;

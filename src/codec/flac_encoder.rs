@@ -41,7 +41,7 @@ impl FlacEncoder {
         let chunk = format.frames_per_chunk;
         // The fewest equal blocks that fit the subset limit.
         let blocks = (1..=chunk.max(1))
-            .find(|n| chunk % n == 0 && chunk / n <= MAX_SUBSET_BLOCK)
+            .find(|n| chunk.is_multiple_of(*n) && chunk / n <= MAX_SUBSET_BLOCK)
             .unwrap_or(1);
         let block_frames = (chunk / blocks) as usize;
         if block_frames < 16 {

@@ -34,7 +34,7 @@ impl OpusEncoder {
             n => return Err(unsupported(format!("{n} channels (Opus here: 1 or 2)"))),
         };
         let frame_frames = format.sample_rate * OPUS_FRAME_MS / 1000;
-        if format.frames_per_chunk == 0 || format.frames_per_chunk % frame_frames != 0 {
+        if format.frames_per_chunk == 0 || !format.frames_per_chunk.is_multiple_of(frame_frames) {
             return Err(unsupported(format!(
                 "chunks of {} frames are not whole {OPUS_FRAME_MS} ms Opus frames ({frame_frames})",
                 format.frames_per_chunk

@@ -4,13 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::synth::{ControlEntry, MusicParams, ScheduleFull};
+use crate::synth::{ControlEntry, PlaceError};
 
-/// A parameter change on its way to the synthesis thread.
+/// A durable parameter change on its way to the synthesis thread, for an exact position.
 #[derive(Clone, Copy, Debug)]
 pub struct ControlRequest {
     pub id: u64,
-    pub params: MusicParams,
+    pub entry: ControlEntry,
     /// The synthesis thread refuses the change if it sees it after this: the requester has
     /// stopped waiting by then (it waits a little longer), so it is never applied behind its back.
     pub deadline: Instant,
@@ -23,11 +23,16 @@ pub enum NotScheduled {
     Full,
     /// The request reached the thread after its deadline.
     Expired,
+    /// The thread had already rendered the position.
+    Late,
 }
 
-impl From<ScheduleFull> for NotScheduled {
-    fn from(_: ScheduleFull) -> Self {
-        NotScheduled::Full
+impl From<PlaceError> for NotScheduled {
+    fn from(error: PlaceError) -> Self {
+        match error {
+            PlaceError::Full => NotScheduled::Full,
+            PlaceError::Past => NotScheduled::Late,
+        }
     }
 }
 
@@ -126,9 +131,9 @@ impl ControlOutbox {
 
 /// A control link with room for `capacity` changes in flight each way.
 ///
-/// Only the synthesis thread knows exactly which position it renders next, so it alone decides
-/// where a change lands (the next bar line from there) and says so in the reply: a change can
-/// never be scheduled into audio that was already rendered.
+/// The control side decides where a change lands (a bar line past anything synthesis can have
+/// rendered) and makes it durable first; the synthesis thread puts it at exactly that position,
+/// or refuses it if it has rendered that far already, so a change never sounds partly.
 ///
 /// # Errors
 /// The OS refused the doorbell's socket pair.

@@ -11,7 +11,7 @@ pub mod rate;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -19,18 +19,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use crate::clock::unix_nanos;
 use crate::labels::ErrorCode;
+use crate::state::{ControlLog, Epoch, Recovery};
 use crate::synth::params::{MusicParams, ParamChange, ParamError, Preset};
-use crate::synth::ControlEntry;
+use crate::synth::{ControlEntry, Timeline};
 use crate::telemetry::metrics::{ControlMetrics, ControlResult};
 pub use access::{AccessError, ControlAccess};
 use link::{ControlOutbox, ControlReply, ControlRequest, NotScheduled};
 pub use rate::TokenBucket;
 
-/// Control-log entries kept for `GET .../control` and replay. Older ones are dropped; each entry is
-/// self-contained, so the kept tail replays exactly from its first entry on once the release tails
-/// of the dropped ones have ended (at most the longest note tail, 1.6 s).
-pub const LOG_LIMIT: usize = 256;
+/// Durable records after which the log is compacted to the history still needed.
+pub const COMPACT_AFTER_RECORDS: usize = 1024;
 
 /// How long a change may wait for the synthesis thread: one it sees later is refused, not applied.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
@@ -69,6 +69,8 @@ pub enum ControlError {
     Busy,
     #[error("the station's synthesis is not answering")]
     Unavailable,
+    #[error("the change could not be made durable (the control log cannot be written); nothing was applied")]
+    LogUnavailable,
 }
 
 impl ControlError {
@@ -78,7 +80,9 @@ impl ControlError {
             ControlError::Access(_) => ErrorCode::Unauthorized,
             ControlError::RateLimited { .. } => ErrorCode::RateLimited,
             ControlError::Invalid(_) => ErrorCode::InvalidControl,
-            ControlError::Busy | ControlError::Unavailable => ErrorCode::Unavailable,
+            ControlError::Busy | ControlError::Unavailable | ControlError::LogUnavailable => {
+                ErrorCode::Unavailable
+            }
         }
     }
 
@@ -95,7 +99,9 @@ impl ControlError {
             ControlError::Access(_) => ControlResult::Unauthorized,
             ControlError::RateLimited { .. } => ControlResult::RateLimited,
             ControlError::Invalid(_) => ControlResult::Invalid,
-            ControlError::Busy | ControlError::Unavailable => ControlResult::Unavailable,
+            ControlError::Busy | ControlError::Unavailable | ControlError::LogUnavailable => {
+                ControlResult::Unavailable
+            }
         }
     }
 }
@@ -111,13 +117,45 @@ pub struct ControlSnapshot {
     pub params: MusicParams,
     pub effective_position: u64,
     pub sample_rate: u32,
+    /// The station's epoch: the log below stays valid for resuming while it is unchanged.
+    pub epoch: Epoch,
     /// The control log: replaying it with the seed reproduces the stream exactly.
     pub log: Vec<ControlEntry>,
 }
 
 struct ControlState {
     params: MusicParams,
+    /// The history still needed (back to the oldest position a listener can ask for), trimmed at
+    /// each compaction.
     log: VecDeque<ControlEntry>,
+    /// The synthesis thread's timeline as it will be once every acknowledged change landed: where
+    /// the next change goes is planned on it.
+    planner: Timeline,
+}
+
+/// How a station's control starts: its identity, its replayed history and its durable log.
+pub struct ControlSetup {
+    pub station: String,
+    pub seed: u64,
+    pub preset: Option<Preset>,
+    pub sample_rate: u32,
+    /// The history replayed at start (never empty).
+    pub history: Vec<ControlEntry>,
+    pub log: ControlLog,
+    /// What the start-up replay repaired (counted once the metrics exist).
+    pub recovered: Option<Recovery>,
+    /// A change lands at a bar line at least this many frames after the live edge (wall clock):
+    /// past everything synthesis can have rendered, plus time to make it durable.
+    pub lead_frames: u64,
+    /// History kept behind the live edge at compaction (the resume window and more), in frames.
+    pub retain_frames: u64,
+}
+
+/// A record for the durable log.
+#[derive(Clone, Copy)]
+enum Durable {
+    Entry(ControlEntry),
+    Revoke(u64),
 }
 
 struct Link {
@@ -131,10 +169,15 @@ pub struct StationControl {
     seed: u64,
     preset: Option<Preset>,
     sample_rate: u32,
+    epoch: Epoch,
+    lead_frames: u64,
+    retain_frames: u64,
     /// Serialises changes: one request in flight per station keeps the log in order.
     link: tokio::sync::Mutex<Link>,
     /// Read by `GET` without waiting for a change in flight.
     state: Mutex<ControlState>,
+    /// Written only with `link` held (one change at a time), off the async threads.
+    durable: Arc<Mutex<ControlLog>>,
     /// Wakes the synthesis thread so a change is scheduled at once, not at its next tick.
     waker: Option<Thread>,
     /// The REST endpoint's budget (WebSocket connections each have their own).
@@ -143,31 +186,43 @@ pub struct StationControl {
 }
 
 impl StationControl {
-    /// `initial`: the log entry the synthesis thread's timeline starts with.
+    /// # Errors
+    /// The replayed history does not form a timeline (the log validates it, so this means a bug).
     pub fn new(
-        station: String,
-        seed: u64,
-        preset: Option<Preset>,
-        sample_rate: u32,
-        initial: ControlEntry,
+        setup: ControlSetup,
         outbox: ControlOutbox,
         waker: Option<Thread>,
-    ) -> Self {
-        let metrics = ControlMetrics::new(&station);
-        Self {
-            station,
-            seed,
-            preset,
-            sample_rate,
+    ) -> Result<Self, crate::synth::timeline::LogError> {
+        let metrics = ControlMetrics::new(&setup.station);
+        let planner = Timeline::from_log(setup.seed, setup.sample_rate, &setup.history)?;
+        let params = planner.latest_entry().params;
+        metrics.log_bytes.set(setup.log.bytes() as f64);
+        if let Some(recovery) = setup.recovered {
+            metrics.recovered(recovery);
+        }
+        Ok(Self {
+            station: setup.station,
+            seed: setup.seed,
+            preset: setup.preset,
+            sample_rate: setup.sample_rate,
+            epoch: setup.log.epoch().clone(),
+            lead_frames: setup.lead_frames,
+            retain_frames: setup.retain_frames,
             link: tokio::sync::Mutex::new(Link { outbox, next_id: 1 }),
             state: Mutex::new(ControlState {
-                params: initial.params,
-                log: VecDeque::from([initial]),
+                params,
+                log: setup.history.into(),
+                planner,
             }),
+            durable: Arc::new(Mutex::new(setup.log)),
             waker,
             rest_bucket: Mutex::new(TokenBucket::for_control()),
             metrics,
-        }
+        })
+    }
+
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
     }
 
     /// The current state and control log.
@@ -180,6 +235,7 @@ impl StationControl {
             params: state.params,
             effective_position: state.log.back().map_or(0, |e| e.position),
             sample_rate: self.sample_rate,
+            epoch: self.epoch.clone(),
             log: state.log.iter().copied().collect(),
         }
     }
@@ -230,49 +286,165 @@ impl StationControl {
         outcome
     }
 
-    /// Applies a validated change at the next bar line the synthesis thread has not rendered yet.
+    /// Applies a validated change at the first bar line past what synthesis can have rendered:
+    /// plans where it lands, makes it durable, then hands it to the synthesis thread, which puts
+    /// it at exactly that position. Acknowledged only once both are done.
     ///
     /// # Errors
-    /// [`ControlError::Busy`] or [`ControlError::Unavailable`] when the synthesis thread cannot
-    /// take it.
+    /// [`ControlError::Busy`], [`ControlError::Unavailable`] when the synthesis thread cannot
+    /// take it; [`ControlError::LogUnavailable`] when it cannot be made durable. Nothing was
+    /// applied in every case.
     pub async fn apply(&self, change: &ParamChange) -> Result<ControlAck, ControlError> {
         let mut link = self.link.lock().await;
         self.drain_replies(&mut link);
-        let params = change.apply(&self.params());
+        let not_before = self.live_edge_frames() + self.lead_frames;
+        let (entry, planned) = {
+            let state = self.lock_state();
+            let params = change.apply(&state.params);
+            let mut planned = state.planner.clone();
+            let entry = planned
+                .schedule(params, not_before)
+                .map_err(|_| ControlError::Busy)?;
+            (entry, planned)
+        };
+        self.make_durable(Durable::Entry(entry)).await?;
         let id = link.next_id;
         link.next_id += 1;
         let deadline = Instant::now() + REQUEST_DEADLINE;
-        link.outbox
-            .requests
-            .push(ControlRequest {
-                id,
-                params,
-                deadline: deadline.into_std(),
-            })
-            .map_err(|_| ControlError::Busy)?;
+        let pushed = link.outbox.requests.push(ControlRequest {
+            id,
+            entry,
+            deadline: deadline.into_std(),
+        });
+        if pushed.is_err() {
+            self.revoke(entry).await;
+            return Err(ControlError::Busy);
+        }
         if let Some(waker) = &self.waker {
             waker.unpark();
         }
         let give_up = deadline + REPLY_GRACE;
         loop {
             if let Some(reply) = self.drain_replies(&mut link).filter(|r| r.id == id) {
-                let entry = reply.result.map_err(|refused| match refused {
-                    NotScheduled::Full => ControlError::Busy,
-                    NotScheduled::Expired => ControlError::Unavailable,
-                })?;
-                return Ok(ControlAck {
-                    station: self.station.clone(),
-                    position: entry.position,
-                    bar: entry.bar,
-                    effective_unix_ms: entry.position * 1000 / self.sample_rate as u64,
-                    params: entry.params,
-                });
+                return match reply.result {
+                    Ok(entry) => {
+                        self.record(entry, planned);
+                        self.compact_if_due().await;
+                        Ok(ControlAck {
+                            station: self.station.clone(),
+                            position: entry.position,
+                            bar: entry.bar,
+                            effective_unix_ms: entry.position * 1000 / self.sample_rate as u64,
+                            params: entry.params,
+                        })
+                    }
+                    Err(refused) => {
+                        self.revoke(entry).await;
+                        Err(match refused {
+                            NotScheduled::Full => ControlError::Busy,
+                            NotScheduled::Expired | NotScheduled::Late => ControlError::Unavailable,
+                        })
+                    }
+                };
             }
             if Instant::now() >= give_up {
                 tracing::warn!(station = %self.station, "synthesis thread did not answer a control change; it will refuse it when it does");
+                self.revoke(entry).await;
                 return Err(ControlError::Unavailable);
             }
             link.outbox.wait_for_reply(give_up).await;
+        }
+    }
+
+    /// The next position the pacer releases, by the wall clock (stream position 0 is the Unix
+    /// epoch), in frames.
+    fn live_edge_frames(&self) -> u64 {
+        (unix_nanos() as u128 * self.sample_rate as u128 / 1_000_000_000) as u64
+    }
+
+    /// Appends a record and waits until it is on disk (off the async threads: an fsync blocks).
+    async fn make_durable(&self, record: Durable) -> Result<(), ControlError> {
+        let log = Arc::clone(&self.durable);
+        let write = move || {
+            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+            let appended = match record {
+                Durable::Entry(entry) => log.append_entry(entry),
+                Durable::Revoke(position) => log.append_revoke(position),
+            };
+            appended.map(|a| (a, log.bytes()))
+        };
+        let written = if self.lock_log().is_durable() {
+            tokio::task::spawn_blocking(write)
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+        } else {
+            write()
+        };
+        match written {
+            Ok((appended, bytes)) => {
+                self.metrics.log_appends.increment(1);
+                self.metrics
+                    .log_append_duration
+                    .record(appended.took.as_secs_f64());
+                self.metrics.log_bytes.set(bytes as f64);
+                Ok(())
+            }
+            Err(error) => {
+                self.metrics.log_write_errors.increment(1);
+                tracing::error!(station = %self.station, %error, "the control log cannot be written: control changes are refused");
+                Err(ControlError::LogUnavailable)
+            }
+        }
+    }
+
+    /// Marks a durable change that will never sound, so a replay leaves it out.
+    async fn revoke(&self, entry: ControlEntry) {
+        // A failed revoke is counted and logged by `make_durable`; the caller's error stands.
+        let _ = self.make_durable(Durable::Revoke(entry.position)).await;
+    }
+
+    /// Rewrites the log as the history still needed once it has grown past
+    /// [`COMPACT_AFTER_RECORDS`].
+    async fn compact_if_due(&self) {
+        if self.lock_log().records() <= COMPACT_AFTER_RECORDS {
+            return;
+        }
+        let oldest_needed = self.live_edge_frames().saturating_sub(self.retain_frames);
+        let kept: Vec<ControlEntry> = {
+            let mut state = self.lock_state();
+            let mut history = match Timeline::from_log(
+                self.seed,
+                self.sample_rate,
+                state.log.make_contiguous(),
+            ) {
+                Ok(history) => history,
+                Err(error) => {
+                    tracing::error!(station = %self.station, %error, "control history is not a timeline; not compacted");
+                    return;
+                }
+            };
+            history.prune(oldest_needed);
+            let kept: Vec<ControlEntry> = history.log().collect();
+            state.log = kept.iter().copied().collect();
+            kept
+        };
+        let log = Arc::clone(&self.durable);
+        let compacted = tokio::task::spawn_blocking(move || {
+            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+            log.compact(&kept).map(|()| log.bytes())
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        match compacted {
+            Ok(bytes) => {
+                self.metrics.log_compactions.increment(1);
+                self.metrics.log_bytes.set(bytes as f64);
+                tracing::info!(station = %self.station, bytes, "control log compacted");
+            }
+            Err(error) => {
+                self.metrics.log_write_errors.increment(1);
+                tracing::error!(station = %self.station, %error, "control log compaction failed; the log keeps growing");
+            }
         }
     }
 
@@ -280,24 +452,19 @@ impl StationControl {
     fn drain_replies(&self, link: &mut Link) -> Option<ControlReply> {
         let mut last = None;
         while let Ok(reply) = link.outbox.replies.pop() {
-            if let Ok(entry) = reply.result {
-                self.record(entry);
-            }
             last = Some(reply);
         }
         last
     }
 
-    fn record(&self, entry: ControlEntry) {
+    fn record(&self, entry: ControlEntry, planned: Timeline) {
         let mut state = self.lock_state();
         state.params = entry.params;
+        state.planner = planned;
         match state.log.back_mut() {
             // Several changes before the same bar line merge into one entry.
             Some(last) if last.position == entry.position => *last = entry,
             _ => state.log.push_back(entry),
-        }
-        while state.log.len() > LOG_LIMIT {
-            state.log.pop_front();
         }
         tracing::info!(
             station = %self.station,
@@ -308,6 +475,10 @@ impl StationControl {
             mode = entry.params.mode.name(),
             "music change scheduled"
         );
+    }
+
+    fn lock_log(&self) -> std::sync::MutexGuard<'_, ControlLog> {
+        self.durable.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, ControlState> {

@@ -53,6 +53,11 @@ pub struct ListenStats {
     pub decode_errors: AtomicU64,
     /// The codec of the last frame played (`Codec as u8`; 0 before the first).
     pub codec: std::sync::atomic::AtomicU8,
+    /// Reconnects that resumed with nothing missed, and those the server could not resume.
+    pub resumes: AtomicU64,
+    pub resumes_refused: AtomicU64,
+    /// Resumed chunks dropped (crossfaded over) to return to the target latency.
+    pub catch_up_dropped: AtomicU64,
 }
 
 /// What `auralis listen` was asked to do.
@@ -98,6 +103,10 @@ pub struct ListenSummary {
     pub chunks: u64,
     pub gaps: u64,
     pub reconnects: u64,
+    /// Reconnects that resumed with nothing missed.
+    pub resumes: u64,
+    /// Resumed chunks dropped, crossfaded over, to return to the target latency.
+    pub catch_up_dropped: u64,
     pub codec: String,
     pub decode_errors: u64,
     pub correction_percent: f64,
@@ -115,7 +124,7 @@ impl ListenSummary {
             .latency_ms
             .map_or_else(|| "unknown".to_string(), |ms| format!("{ms:.0} ms"));
         format!(
-            "listen: played {:.1} s on {} ({} Hz, {} ch, {}); underruns {} ({:.2} s); chunks {} ({}); decode errors {}; gaps {}; reconnects {}; drift correction {:+.3} %; latency {}",
+            "listen: played {:.1} s on {} ({} Hz, {} ch, {}); underruns {} ({:.2} s); chunks {} ({}); decode errors {}; gaps {}; reconnects {}; resumes {}; catch-up dropped {}; drift correction {:+.3} %; latency {}",
             self.played_seconds,
             self.device,
             self.device_rate,
@@ -128,6 +137,8 @@ impl ListenSummary {
             self.decode_errors,
             self.gaps,
             self.reconnects,
+            self.resumes,
+            self.catch_up_dropped,
             self.correction_percent,
             latency
         )

@@ -18,12 +18,16 @@ use crate::clock::ClockOffset;
 use crate::codec::decode::{decoded_to_s16, DecodeError, StreamDecoder};
 use crate::codec::Codec;
 use crate::edge::tokens::redact_url;
-use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY};
+use crate::stream::protocol::{
+    FrameHeader, ResumeOutcome, ServerMessage, FLAG_DISCONTINUITY, FLAG_RESUMED,
+};
 
 /// First and longest wait between reconnection attempts.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(5);
+/// Length of the crossfade where chunks were dropped to return to the target latency.
+const CROSSFADE: Duration = Duration::from_millis(5);
 
 /// Turns received frames into device frames in the ring.
 pub struct Feeder {
@@ -42,6 +46,14 @@ pub struct Feeder {
     clock: ClockOffset,
     mapped: Vec<f32>,
     resampled: Vec<f32>,
+    /// The station's epoch from the last `welcome`, for resuming.
+    epoch: Option<String>,
+    /// The first [`CROSSFADE`] of the first chunk dropped to catch up: it continues what was
+    /// queued last, and fades out over the next chunk kept (device samples, interleaved).
+    held: Vec<f32>,
+    /// The chunk before was dropped: crossfade `held` into the next one.
+    crossfade_next: bool,
+    chunk_seconds: f64,
 }
 
 impl Feeder {
@@ -78,6 +90,46 @@ impl Feeder {
             clock: ClockOffset::default(),
             mapped: Vec::new(),
             resampled: Vec::new(),
+            epoch: None,
+            held: Vec::new(),
+            crossfade_next: false,
+            chunk_seconds,
+        }
+    }
+
+    /// Where to connect next: `url`, asking to resume after the last chunk held when there is
+    /// one (and the stream's epoch is known).
+    pub fn resume_url(&self, url: &str) -> String {
+        match (self.last_sequence, &self.epoch) {
+            (Some(last), Some(epoch)) => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}resume_from={}&epoch={epoch}", last + 1)
+            }
+            _ => url.to_string(),
+        }
+    }
+
+    /// A `welcome`: the epoch to resume with next time, and how this resume went.
+    fn on_welcome(&mut self, epoch: String, resume: Option<crate::stream::protocol::ResumeReport>) {
+        self.epoch = (!epoch.is_empty()).then_some(epoch);
+        match resume {
+            Some(report) if report.outcome == ResumeOutcome::Resumed => {
+                self.stats.resumes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    from = report.from,
+                    chunks = report.chunks,
+                    "resumed: nothing missed"
+                );
+            }
+            Some(report) => {
+                self.stats.resumes_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    outcome = report.outcome.as_str(),
+                    from = report.from,
+                    "could not resume; playing from the live edge"
+                );
+            }
+            None => {}
         }
     }
 
@@ -97,6 +149,14 @@ impl Feeder {
             }
         }
         self.last_sequence = Some(header.sequence);
+
+        // A resume delivers everything missed at once: play what fits the target and drop the
+        // rest, whole chunks, crossfading over each cut.
+        let backlog = self.level_seconds() > self.buffer_seconds + self.chunk_seconds;
+        if header.flags & FLAG_RESUMED != 0 && self.primed && backlog {
+            self.drop_for_catch_up(header, payload);
+            return;
+        }
 
         if self.primed && !self.shared.primed.load(Ordering::Acquire) {
             // The callback ran dry: the buffer starts over, and so does the drift estimate.
@@ -136,6 +196,25 @@ impl Feeder {
         }
     }
 
+    /// Skips a chunk of the backlog a resume delivered. It still goes through the resampler (its
+    /// state stays continuous), and the first of a run keeps its head for the crossfade.
+    fn drop_for_catch_up(&mut self, header: &FrameHeader, payload: &[u8]) {
+        self.stats.catch_up_dropped.fetch_add(1, Ordering::Relaxed);
+        self.map_channels(usize::from(header.channels), payload);
+        let ratio = f64::from(self.device_rate) / f64::from(header.sample_rate.max(1));
+        self.resampled.clear();
+        self.resampler
+            .process(&self.mapped, ratio, &mut self.resampled);
+        if !self.crossfade_next {
+            let fade = (CROSSFADE.as_secs_f64() * f64::from(self.device_rate)) as usize
+                * self.device_channels;
+            let fade = fade.min(self.resampled.len());
+            self.held.clear();
+            self.held.extend_from_slice(&self.resampled[..fade]);
+            self.crossfade_next = true;
+        }
+    }
+
     /// s16le interleaved with `channels` → f32 interleaved with the device's channel count.
     fn map_channels(&mut self, channels: usize, payload: &[u8]) {
         let channels = channels.max(1);
@@ -156,14 +235,35 @@ impl Feeder {
         }
     }
 
-    /// Whole frames only; what does not fit is counted and dropped (the buffer is over-full).
+    /// Queues the chunk; after dropped chunks, its head is crossfaded with the head of the first
+    /// one dropped (the true continuation of what was queued last), so the cut does not click.
     fn push_resampled(&mut self) {
-        let room = self.producer.slots() / self.device_channels * self.device_channels;
-        let take = room.min(self.resampled.len() / self.device_channels * self.device_channels);
-        if let Ok(chunk) = self.producer.write_chunk_uninit(take) {
-            chunk.fill_from_iter(self.resampled[..take].iter().copied());
+        if self.crossfade_next && !self.held.is_empty() {
+            let channels = self.device_channels;
+            let n = self.held.len().min(self.resampled.len()) / channels;
+            for frame in 0..n {
+                let t = (frame as f32 + 0.5) / n as f32;
+                for c in 0..channels {
+                    let i = frame * channels + c;
+                    self.resampled[i] = self.held[i] * (1.0 - t) + self.resampled[i] * t;
+                }
+            }
         }
-        let dropped = self.resampled.len() - take;
+        self.crossfade_next = false;
+        self.held.clear();
+        let resampled = std::mem::take(&mut self.resampled);
+        self.write(&resampled);
+        self.resampled = resampled;
+    }
+
+    /// Whole frames only; what does not fit is counted and dropped (the buffer is over-full).
+    fn write(&mut self, samples: &[f32]) {
+        let room = self.producer.slots() / self.device_channels * self.device_channels;
+        let take = room.min(samples.len() / self.device_channels * self.device_channels);
+        if let Ok(chunk) = self.producer.write_chunk_uninit(take) {
+            chunk.fill_from_iter(samples[..take].iter().copied());
+        }
+        let dropped = samples.len() - take;
         if dropped > 0 {
             self.stats
                 .overflow_samples
@@ -185,8 +285,8 @@ enum Ended {
 }
 
 /// Streams into `feeder` until `stop` resolves. The first connection must succeed (a wrong URL
-/// or an unreachable server is an error); later drops reconnect with backoff and resume at the
-/// live edge.
+/// or an unreachable server is an error); later drops reconnect with backoff and resume after
+/// the last chunk received (`resume_from`), or at the live edge when the server cannot.
 pub async fn run(
     url: &str,
     feeder: &mut Feeder,
@@ -198,7 +298,7 @@ pub async fn run(
     loop {
         let connected = tokio::select! {
             () = &mut stop => return Ok(()),
-            c = tokio_tungstenite::connect_async(url) => c,
+            c = tokio_tungstenite::connect_async(feeder.resume_url(url)) => c,
         };
         let socket = match connected {
             Ok((socket, _)) => socket,
@@ -298,6 +398,14 @@ where
                 Err(e) => return Ended::Dropped(format!("undecodable frame: {e}")),
             },
             Some(Ok(Message::Text(text))) => {
+                if let Ok(ServerMessage::Welcome { epoch, resume, .. }) =
+                    serde_json::from_str(&text)
+                {
+                    feeder.on_welcome(epoch, resume);
+                    // A new connection is a new decoder stream (Opus state included).
+                    decoding = Decoding::default();
+                    continue;
+                }
                 if let (
                     Ok(ServerMessage::Pong {
                         server_time_unix_ns,
@@ -450,6 +558,31 @@ mod tests {
             (frames as i64 - 4410).abs() <= 3,
             "{frames} frames at 44.1 kHz"
         );
+    }
+
+    #[test]
+    fn a_resumed_backlog_is_dropped_to_the_target_with_a_crossfade_and_no_gap() {
+        let (mut f, _c, _) = feeder(48_000, 2);
+        for seq in 0..3 {
+            f.on_frame(&header(seq, 0), &payload(seq));
+        }
+        // A resume delivers ten chunks at once: playback keeps the buffer near its target.
+        for seq in 3..13 {
+            f.on_frame(&header(seq, FLAG_RESUMED), &payload(seq));
+        }
+        let dropped = f.stats.catch_up_dropped.load(Ordering::Relaxed);
+        assert!(dropped >= 7, "{dropped} dropped");
+        assert!(
+            f.level_seconds() <= 0.15 + 0.1 + 0.1,
+            "{}",
+            f.level_seconds()
+        );
+        assert_eq!(
+            f.stats.gaps.load(Ordering::Relaxed),
+            0,
+            "received, not missing"
+        );
+        assert_eq!(f.stats.overflow_samples.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -236,6 +236,8 @@ pub fn play(config: &ListenConfig) -> Result<ListenSummary, ListenError> {
             .to_string(),
         decode_errors: stats.decode_errors.load(Ordering::Relaxed),
         reconnects: stats.reconnects.load(Ordering::Relaxed),
+        resumes: stats.resumes.load(Ordering::Relaxed),
+        catch_up_dropped: stats.catch_up_dropped.load(Ordering::Relaxed),
         correction_percent: stats.correction_ppm.load(Ordering::Relaxed) as f64 / 10_000.0,
         latency_ms: (latency_us > 0).then(|| latency_us as f64 / 1000.0),
         device: device_name,

@@ -16,7 +16,9 @@ use super::report::{record_us, Group, Tally};
 use crate::clock::unix_nanos;
 use crate::clock::ClockOffset;
 use crate::codec::decode::{DecodeError, StreamDecoder};
-use crate::stream::protocol::{FrameHeader, ServerMessage, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL};
+use crate::stream::protocol::{
+    FrameHeader, ServerMessage, FLAG_DISCONTINUITY, FLAG_RESUMED, FLAG_UNDERRUN_FILL,
+};
 
 /// How a client reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +54,10 @@ pub struct PcmFormat {
 const WARM_UP: Duration = Duration::from_secs(1);
 /// Pings for the clock offset: one at connect, then at this period.
 const PING_EVERY: Duration = Duration::from_secs(5);
+/// First wait before reconnecting after a lost connection; doubled per failed try up to
+/// [`RECONNECT_MAX`].
+const RECONNECT_FIRST: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// Longest wait for an HTTP response head.
 const HTTP_HEAD_LIMIT: usize = 16 * 1024;
 
@@ -68,6 +74,10 @@ struct Tracker<'a> {
     regular: bool,
     playout: Playout,
     clock: ClockOffset,
+    /// The epoch of the last `welcome`, for resuming.
+    epoch: Option<String>,
+    /// When the connection was lost, until audio flows again on the next one.
+    lost_at: Option<Instant>,
 }
 
 impl<'a> Tracker<'a> {
@@ -83,6 +93,26 @@ impl<'a> Tracker<'a> {
             regular: false,
             playout: Playout::new(prebuffer_seconds),
             clock: ClockOffset::default(),
+            epoch: None,
+            lost_at: None,
+        }
+    }
+
+    /// The connection was lost; the next one resumes after the last chunk held.
+    fn lost(&mut self, now: Instant) {
+        self.tally.reconnects += 1;
+        self.lost_at = Some(now);
+        self.regular = false;
+    }
+
+    /// The URL of the next connection: `url`, resuming after the last chunk held when there is one.
+    fn resume_url(&self, url: &str) -> String {
+        match (self.last_sequence, &self.epoch) {
+            (Some(last), Some(epoch)) => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}resume_from={}&epoch={epoch}", last + 1)
+            }
+            _ => url.to_string(),
         }
     }
 
@@ -101,6 +131,11 @@ impl<'a> Tracker<'a> {
         stamps: Option<(u64, u64)>,
         discontinuity: bool,
     ) {
+        if let Some(lost) = self.lost_at.take() {
+            let gap = now.duration_since(lost);
+            self.group
+                .with_timings(|t| record_us(&mut t.reconnect_gap, gap.as_micros() as u64));
+        }
         self.tally.chunks += 1;
         self.tally.bytes += bytes;
         self.live.chunks.fetch_add(1, Ordering::Relaxed);
@@ -172,23 +207,76 @@ impl<'a> Tracker<'a> {
 }
 
 /// A WebSocket listener until `end`.
+/// How a WebSocket client runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WebSocketClient {
+    pub decode: bool,
+    pub behaviour: Behaviour,
+    pub end: Instant,
+    pub prebuffer_seconds: f64,
+    /// Reconnect when the connection is lost, resuming after the last chunk held (as players do).
+    pub reconnect: bool,
+}
+
+/// A WebSocket listener until `end`; with `reconnect`, across lost connections.
 pub(crate) async fn run_websocket(
     url: &str,
-    decode: bool,
-    behaviour: Behaviour,
-    end: Instant,
-    prebuffer_seconds: f64,
+    client: WebSocketClient,
     group: &Group,
     live: &LiveCounters,
 ) {
-    let mut tracker = Tracker::new(group, live, prebuffer_seconds);
-    let mut socket = match tokio::time::timeout_at(end, tokio_tungstenite::connect_async(url)).await
-    {
-        Ok(Ok((socket, _))) => socket,
-        Ok(Err(e)) => return finish_failed(tracker, format!("connect: {e}")),
-        Err(_) => return finish_failed(tracker, "connect: timed out".to_string()),
-    };
-    tracker.connected();
+    let mut tracker = Tracker::new(group, live, client.prebuffer_seconds);
+    let mut backoff = RECONNECT_FIRST;
+    loop {
+        let target = tracker.resume_url(url);
+        let connected =
+            tokio::time::timeout_at(client.end, tokio_tungstenite::connect_async(target)).await;
+        let socket = match connected {
+            Ok(Ok((socket, _))) => socket,
+            Ok(Err(_)) if tracker.lost_at.is_some() && Instant::now() < client.end => {
+                tokio::time::sleep_until((Instant::now() + backoff).min(client.end)).await;
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+                continue;
+            }
+            Ok(Err(e)) => return finish_failed(tracker, format!("connect: {e}")),
+            Err(_) if tracker.lost_at.is_some() => {
+                return finish_failed(tracker, "reconnect: the server did not come back".into())
+            }
+            Err(_) => return finish_failed(tracker, "connect: timed out".to_string()),
+        };
+        backoff = RECONNECT_FIRST;
+        if !tracker.tally.connected {
+            tracker.connected();
+        }
+        match session(socket, client, &mut tracker).await {
+            Ok(()) => break,
+            Err(error) if client.reconnect && Instant::now() < client.end => {
+                tracing::debug!(%error, "connection lost; reconnecting");
+                tracker.lost(Instant::now());
+            }
+            Err(error) => {
+                tracker.fail(error);
+                break;
+            }
+        }
+    }
+    tracker.finish();
+}
+
+/// One connection until `end` (`Ok`) or until it is lost (the error).
+async fn session(
+    mut socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    client: WebSocketClient,
+    tracker: &mut Tracker<'_>,
+) -> Result<(), String> {
+    let WebSocketClient {
+        decode,
+        behaviour,
+        end,
+        ..
+    } = client;
     // Outstanding ping: its number and local send time.
     let mut ping: Option<(u64, u64)> = None;
     let mut pings_sent = 0u64;
@@ -200,6 +288,7 @@ pub(crate) async fn run_websocket(
     };
     let mut stalled = false;
     let mut decoding = decode.then(Decoding::default);
+    let mut lost = None;
     loop {
         // Checked before reading: a slow reader always has a backlog, and a timeout whose
         // deadline has passed still returns a message that is ready.
@@ -213,7 +302,7 @@ pub(crate) async fn run_websocket(
             ping = Some((pings_sent, unix_nanos()));
             next_ping = Instant::now() + PING_EVERY;
             if let Err(e) = socket.send(Message::Text(text.into())).await {
-                tracker.fail(format!("send ping: {e}"));
+                lost = Some(format!("send ping: {e}"));
                 break;
             }
         }
@@ -226,20 +315,20 @@ pub(crate) async fn run_websocket(
             Err(_) if Instant::now() >= end => break,
             Err(_) => continue, // time to ping
             Ok(None) => {
-                tracker.fail("server closed the connection".to_string());
+                lost = Some("server closed the connection".to_string());
                 break;
             }
             Ok(Some(Err(e))) => {
-                tracker.fail(format!("receive: {e}"));
+                lost = Some(format!("receive: {e}"));
                 break;
             }
             Ok(Some(Ok(message))) => message,
         };
         let now = Instant::now();
         let outcome = match message {
-            Message::Binary(data) => on_audio(&mut tracker, now, &data, decoding.as_mut()),
+            Message::Binary(data) => on_audio(tracker, now, &data, decoding.as_mut()),
             Message::Text(text) => {
-                on_text(&mut tracker, &text, &mut ping);
+                on_text(tracker, &text, &mut ping);
                 Ok(None)
             }
             Message::Close(frame) => {
@@ -259,13 +348,13 @@ pub(crate) async fn run_websocket(
             },
             Ok(None) => {}
             Err(error) => {
-                tracker.fail(error);
+                lost = Some(error);
                 break;
             }
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
-    tracker.finish();
+    lost.map_or(Ok(()), Err)
 }
 
 /// Tallies one audio frame; returns its duration, or why the run for this client is over.
@@ -285,6 +374,10 @@ fn on_audio(
         }
     }
     let discontinuity = header.flags & FLAG_DISCONTINUITY != 0;
+    let resumed = header.flags & FLAG_RESUMED != 0;
+    if resumed {
+        tracker.tally.resumed_chunks += 1;
+    }
     if header.flags & FLAG_UNDERRUN_FILL != 0 {
         tracker.tally.underrun_fills += 1;
     }
@@ -294,8 +387,15 @@ fn on_audio(
     tracker.on_sequence(header.sequence, discontinuity);
     let period =
         Duration::from_secs_f64(f64::from(header.frames) / f64::from(header.sample_rate.max(1)));
-    let stamps = Some((header.rendered_unix_ns, header.sent_unix_ns));
-    tracker.on_chunk(now, period, data.len() as u64, stamps, discontinuity);
+    // Resumed chunks were released before they arrive: neither latency nor jitter samples.
+    let stamps = (!resumed).then_some((header.rendered_unix_ns, header.sent_unix_ns));
+    tracker.on_chunk(
+        now,
+        period,
+        data.len() as u64,
+        stamps,
+        discontinuity || resumed,
+    );
     Ok(Some(period))
 }
 
@@ -313,9 +413,18 @@ impl Decoding {
     }
 }
 
-/// A `pong` answering the outstanding ping refines the clock offset; other text is ignored.
+/// A `pong` answering the outstanding ping refines the clock offset; a `welcome` gives the epoch
+/// and the outcome of a resume; other text is ignored.
 fn on_text(tracker: &mut Tracker<'_>, text: &str, ping: &mut Option<(u64, u64)>) {
     let received = unix_nanos();
+    if let Ok(ServerMessage::Welcome { epoch, resume, .. }) = serde_json::from_str(text) {
+        tracker.epoch = (!epoch.is_empty()).then_some(epoch);
+        if let Some(resume) = resume {
+            let outcome = resume.outcome.as_str().to_string();
+            *tracker.tally.resumes.entry(outcome).or_default() += 1;
+        }
+        return;
+    }
     if let (
         Ok(ServerMessage::Pong {
             client_time,

@@ -97,6 +97,9 @@ pub struct LoadConfig {
     pub threads: usize,
     /// Draw a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// WebSocket clients reconnect when their connection is lost, resuming after the last
+    /// chunk they hold (a lost connection then counts as a reconnect, not a disconnect).
+    pub reconnect: bool,
 }
 
 impl LoadConfig {
@@ -128,6 +131,7 @@ impl LoadConfig {
             },
             threads: 1,
             progress: false,
+            reconnect: false,
         }
     }
 
@@ -201,14 +205,17 @@ pub async fn run(config: &LoadConfig) -> LoadReport {
             config.pcm,
         );
         let prebuffer = config.prebuffer.as_secs_f64();
-        let decode = config.decodes(i);
+        let websocket = client::WebSocketClient {
+            decode: config.decodes(i),
+            behaviour,
+            end,
+            prebuffer_seconds: prebuffer,
+            reconnect: config.reconnect,
+        };
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(started + offset).await;
             match transport {
-                Transport::WebSocket => {
-                    client::run_websocket(&url, decode, behaviour, end, prebuffer, &group, &live)
-                        .await
-                }
+                Transport::WebSocket => client::run_websocket(&url, websocket, &group, &live).await,
                 Transport::Http => {
                     client::run_http(&url, behaviour, end, prebuffer, pcm, &group, &live).await
                 }

@@ -62,6 +62,8 @@ pub(crate) struct Timings {
     pub delivery: Histogram<u64>,
     pub startup: Histogram<u64>,
     pub clock_round_trip: Histogram<u64>,
+    /// From a lost connection to the first audio on the next one.
+    pub reconnect_gap: Histogram<u64>,
 }
 
 impl Timings {
@@ -73,6 +75,7 @@ impl Timings {
             delivery: histogram(),
             startup: histogram(),
             clock_round_trip: histogram(),
+            reconnect_gap: histogram(),
         }
     }
 }
@@ -99,6 +102,11 @@ pub(crate) struct Tally {
     /// Chunks a decoding client decoded, and those that did not decode.
     pub decoded_chunks: u64,
     pub decode_errors: u64,
+    /// Lost connections that were reconnected (`--reconnect`), the resumes' outcomes, and the
+    /// chunks that came flagged as resumed.
+    pub reconnects: u64,
+    pub resumes: BTreeMap<String, u64>,
+    pub resumed_chunks: u64,
 }
 
 /// Everything one group (healthy or slow clients) recorded.
@@ -138,6 +146,11 @@ impl Group {
         report.decoded_chunks += tally.decoded_chunks;
         report.decode_errors += tally.decode_errors;
         report.decoding_clients += u64::from(tally.decoded_chunks + tally.decode_errors > 0);
+        report.reconnects += tally.reconnects;
+        report.resumed_chunks += tally.resumed_chunks;
+        for (outcome, n) in tally.resumes {
+            *report.resumes.entry(outcome).or_default() += n;
+        }
         if let Some(error) = tally.error {
             if errors.len() < 5 {
                 errors.push(error);
@@ -159,6 +172,7 @@ impl Group {
         report.delivery = Percentiles::of(&timings.delivery);
         report.startup = Percentiles::of(&timings.startup);
         report.clock_round_trip = Percentiles::of(&timings.clock_round_trip);
+        report.reconnect_gap = Percentiles::of(&timings.reconnect_gap);
         (report, errors)
     }
 }
@@ -199,6 +213,12 @@ pub struct GroupReport {
     pub startup: Percentiles,
     /// Round trip of the ping/pong each client's clock offset is based on.
     pub clock_round_trip: Percentiles,
+    /// Lost connections reconnected, resumes by outcome, chunks received as resumed.
+    pub reconnects: u64,
+    pub resumes: BTreeMap<String, u64>,
+    pub resumed_chunks: u64,
+    /// From a lost connection to the first audio on the next one.
+    pub reconnect_gap: Percentiles,
 }
 
 /// The load generator's own cost, to show it was not the bottleneck.

@@ -339,7 +339,7 @@ impl Pacer {
             self.unlogged_underruns = 0;
             self.last_underrun_log = Some(now);
         }
-        if header.sequence % CHUNK_LOG_SAMPLE == 0 {
+        if header.sequence.is_multiple_of(CHUNK_LOG_SAMPLE) {
             tracing::debug!(
                 station = %hub.name,
                 sequence = header.sequence,

@@ -258,14 +258,15 @@ impl StationWork {
                 .fetch_add(behind, Ordering::Relaxed);
             self.next += behind * frames;
         }
-        // Changes land at the next bar line from the next block to render (never in the past).
+        // Changes land where the control side planned them, never in already rendered audio.
         if !self.shared.controls_held.load(Ordering::Acquire) {
             while let Some(request) = self.controls.pop_request() {
                 let result = if Instant::now() > request.deadline {
                     Err(NotScheduled::Expired)
                 } else {
                     self.synth
-                        .schedule(request.params, self.next)
+                        .place(request.entry, self.next)
+                        .map(|()| request.entry)
                         .map_err(NotScheduled::from)
                 };
                 self.controls.reply(request.id, result);

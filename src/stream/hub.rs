@@ -2,18 +2,22 @@
 //!
 //! A `tokio::sync::broadcast` channel carries [`Frame`]s (refcounted `Bytes` per codec, never copied).
 //! A listener that falls more than the channel's capacity behind is told it lagged and skips to the
-//! live edge; it never slows the pacer or the other listeners. The newest frame is also kept so a
-//! new listener can start at once.
+//! live edge; it never slows the pacer or the other listeners. The newest frames are also kept: the
+//! newest so a new listener can start at once, the last few seconds so a listener that lost its
+//! connection can resume without a gap.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::protocol::{CodecFrames, StreamFormat};
 use crate::codec::{Codec, CodecSetup};
+use crate::control::TokenBucket;
+use crate::state::Epoch;
 use crate::synth::Backend;
 use crate::telemetry::live::LiveStats;
 use crate::telemetry::metrics::StationMetrics;
@@ -80,7 +84,50 @@ pub struct StationHub {
     /// The origin of `stats.last_release_nanos`.
     created: Instant,
     sender: broadcast::Sender<Frame>,
-    latest: Mutex<Option<Frame>>,
+    /// The newest frames in sequence order (the newest last): the retained window.
+    retained: Mutex<VecDeque<Frame>>,
+    resume: ResumeSettings,
+    /// True once the chunks from before this process started are in `retained` (or when none
+    /// will be rendered): a resume that reaches back that far waits for it.
+    backfilled: watch::Sender<bool>,
+    /// Resumes the station accepts per second (a flood gets the live edge).
+    resume_bucket: Mutex<TokenBucket>,
+}
+
+/// How a station's listeners resume.
+#[derive(Clone, Debug)]
+pub struct ResumeSettings {
+    /// The station's epoch (from its control log).
+    pub epoch: Epoch,
+    /// Chunks kept for resumes (at least 1: the newest, for new listeners).
+    pub window_chunks: usize,
+    /// Chunks from before this process started will be handed in with [`StationHub::backfill`].
+    pub backfill_pending: bool,
+    /// Resumes accepted at once, and per second after that.
+    pub burst: u32,
+    pub per_second: f64,
+}
+
+impl Default for ResumeSettings {
+    fn default() -> Self {
+        Self {
+            epoch: Epoch::fresh(),
+            window_chunks: 1,
+            backfill_pending: false,
+            burst: 1,
+            per_second: 1.0,
+        }
+    }
+}
+
+/// What a resume can be served from.
+pub enum Retained {
+    /// The frames from the asked-for sequence to the newest, in order.
+    Frames(Vec<Frame>),
+    /// The sequence is older than anything retained.
+    TooOld,
+    /// The sequence has not been released yet (`newest` is the newest that has).
+    Future { newest: Option<u64> },
 }
 
 impl StationHub {
@@ -113,7 +160,83 @@ impl StationHub {
             delay_next_release_ms: AtomicU64::new(0),
             created: Instant::now(),
             sender,
-            latest: Mutex::new(None),
+            retained: Mutex::new(VecDeque::with_capacity(1)),
+            resume: ResumeSettings::default(),
+            backfilled: watch::Sender::new(true),
+            resume_bucket: Mutex::new(TokenBucket::new(1, 1.0)),
+        }
+    }
+
+    /// The hub with these resume settings (before it is shared).
+    pub fn with_resume(mut self, resume: ResumeSettings) -> Self {
+        self.retained = Mutex::new(VecDeque::with_capacity(resume.window_chunks.max(1)));
+        self.backfilled = watch::Sender::new(!resume.backfill_pending);
+        self.resume_bucket = Mutex::new(TokenBucket::new(resume.burst, resume.per_second));
+        self.resume = resume;
+        self
+    }
+
+    pub fn epoch(&self) -> &Epoch {
+        &self.resume.epoch
+    }
+
+    /// How many chunks back a resume can reach.
+    pub fn resume_window_chunks(&self) -> usize {
+        self.resume.window_chunks
+    }
+
+    /// Takes one resume from the station's budget; false when resumes are coming too fast.
+    pub fn try_resume(&self) -> bool {
+        self.resume_bucket
+            .lock()
+            .map(|mut bucket| bucket.try_take(Instant::now()).is_ok())
+            .unwrap_or(false)
+    }
+
+    /// Hands in the chunks from before this process started, oldest first, rendered again:
+    /// they go in front of what the pacer released since (within the window).
+    pub fn backfill(&self, frames: Vec<Frame>) {
+        if let Ok(mut retained) = self.retained.lock() {
+            let first_live = retained.front().map(|f| f.sequence);
+            let older = frames
+                .into_iter()
+                .rev()
+                .filter(|f| first_live.is_none_or(|first| f.sequence < first));
+            for frame in older {
+                if retained.len() >= self.resume.window_chunks.max(1) {
+                    break;
+                }
+                retained.push_front(frame);
+            }
+        }
+        self.backfilled.send_replace(true);
+    }
+
+    /// Waits (at most `limit`) until the chunks from before this process started are retained.
+    pub async fn wait_backfilled(&self, limit: Duration) {
+        let mut done = self.backfilled.subscribe();
+        let _ = tokio::time::timeout(limit, done.wait_for(|done| *done)).await;
+    }
+
+    /// The retained frames from sequence `from` on.
+    pub fn retained_from(&self, from: u64) -> Retained {
+        let Ok(retained) = self.retained.lock() else {
+            return Retained::TooOld;
+        };
+        let newest = retained.back().map(|f| f.sequence);
+        match (retained.front(), newest) {
+            (_, Some(newest)) if from > newest + 1 => Retained::Future {
+                newest: Some(newest),
+            },
+            (None, None) => Retained::Future { newest: None },
+            (Some(oldest), _) if from < oldest.sequence => Retained::TooOld,
+            _ => Retained::Frames(
+                retained
+                    .iter()
+                    .filter(|f| f.sequence >= from)
+                    .cloned()
+                    .collect(),
+            ),
         }
     }
 
@@ -131,8 +254,11 @@ impl StationHub {
             .last_release_nanos
             .store(released.as_nanos() as u64, Ordering::Relaxed);
         self.stats.live.store(true, Ordering::Release);
-        if let Ok(mut latest) = self.latest.lock() {
-            *latest = Some(frame.clone());
+        if let Ok(mut retained) = self.retained.lock() {
+            while retained.len() >= self.resume.window_chunks.max(1) {
+                retained.pop_front();
+            }
+            retained.push_back(frame.clone());
         }
         // No receivers is fine: nobody is listening right now.
         let _ = self.sender.send(frame);
@@ -142,7 +268,7 @@ impl StationHub {
     /// Frames in the receiver with a sequence at or below the returned frame's are duplicates.
     pub fn subscribe(&self) -> (Option<Frame>, broadcast::Receiver<Frame>) {
         let receiver = self.sender.subscribe();
-        let latest = self.latest.lock().ok().and_then(|l| l.clone());
+        let latest = self.retained.lock().ok().and_then(|r| r.back().cloned());
         (latest, receiver)
     }
 

@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::control::ControlAck;
-pub use crate::labels::ErrorCode;
+pub use crate::labels::{ErrorCode, ResumeOutcome};
 
 /// Protocol version carried in every audio frame and in `welcome`.
 pub const PROTOCOL_VERSION: u8 = 2;
@@ -19,6 +19,10 @@ pub const HEADER_LEN: usize = 56;
 pub const FLAG_UNDERRUN_FILL: u16 = 1 << 0;
 /// Frame flag: the stream skipped ahead before this chunk (this listener lagged, or the pacer did).
 pub const FLAG_DISCONTINUITY: u16 = 1 << 1;
+
+/// Frame flag: the chunk is sent late to fill what a reconnecting listener missed (a resume),
+/// not at its release time.
+pub const FLAG_RESUMED: u16 = 1 << 2;
 
 /// Byte offset of the flags field, patched per listener when it skips ahead.
 const FLAGS_OFFSET: usize = 16;
@@ -317,6 +321,16 @@ pub enum ClientMessage {
     Control(serde_json::Map<String, serde_json::Value>),
 }
 
+/// The outcome of a resume, in `welcome`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeReport {
+    pub outcome: ResumeOutcome,
+    /// The sequence the client asked for.
+    pub from: u64,
+    /// Chunks flagged [`FLAG_RESUMED`] that follow this message, before the live stream.
+    pub chunks: u64,
+}
+
 /// Messages the server sends as JSON text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -331,6 +345,16 @@ pub enum ServerMessage {
         codecs: Vec<String>,
         chunk_ms: u32,
         server_time_unix_ns: u64,
+        /// The station's epoch: sequence numbers mean the same audio for as long as it is
+        /// unchanged, so a resume is meaningful only with the same epoch.
+        #[serde(default)]
+        epoch: String,
+        /// How many chunks back a resume can reach.
+        #[serde(default)]
+        resume_window_chunks: u32,
+        /// What the `resume_from` of the request got (absent without one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<ResumeReport>,
     },
     Pong {
         client_time: Option<f64>,

@@ -15,10 +15,10 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{timeout, Instant};
 
-use super::hub::{Frame, StationHub};
+use super::hub::{Frame, Retained, StationHub};
 use super::protocol::{
-    parse_client_message, with_flags, ClientMessage, ErrorCode, ServerMessage, FLAG_DISCONTINUITY,
-    PROTOCOL_VERSION,
+    parse_client_message, with_flags, ClientMessage, ErrorCode, ResumeOutcome, ResumeReport,
+    ServerMessage, FLAG_DISCONTINUITY, FLAG_RESUMED, PROTOCOL_VERSION,
 };
 use super::reports::{ClaimedReport, ReportBounds};
 use super::tally::DeliveryTally;
@@ -82,7 +82,22 @@ pub struct Session {
     /// The codec the session starts with (`?codec=`, else the station's default); `hello` may
     /// change it.
     pub codec: Codec,
+    /// `resume_from` and `epoch` of the request, if it asked to resume.
+    pub resume: Option<ResumeRequest>,
 }
+
+/// A reconnecting listener's request to get what it missed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumeRequest {
+    /// The sequence after the last one the client holds.
+    pub from: u64,
+    /// The epoch of the stream the client held (from its last `welcome`).
+    pub epoch: Option<String>,
+}
+
+/// Longest a resume waits for the chunks from before a restart to be rendered again: less than
+/// the default listener queue (16 chunks), so its live frames meanwhile are not skipped.
+const BACKFILL_WAIT: Duration = Duration::from_millis(1500);
 
 /// Something the reader wants the writer to send.
 #[derive(Debug)]
@@ -137,7 +152,7 @@ where
     reason
 }
 
-fn welcome(session: &Session, codec: Codec) -> ServerMessage {
+fn welcome(session: &Session, codec: Codec, resume: Option<ResumeReport>) -> ServerMessage {
     let hub = &session.station;
     let format = match hub.codec_setup(codec) {
         Some(setup) => hub.format.with_codec(setup),
@@ -156,7 +171,89 @@ fn welcome(session: &Session, codec: Codec) -> ServerMessage {
             .collect(),
         chunk_ms: hub.chunk_ms,
         server_time_unix_ns: unix_nanos(),
+        epoch: hub.epoch().to_string(),
+        resume_window_chunks: u32::try_from(hub.resume_window_chunks()).unwrap_or(u32::MAX),
+        resume,
     }
+}
+
+/// What a new session sends before the live stream: the frames, the flags they get and, for a
+/// resume, its outcome. Counts the outcome.
+struct Opening {
+    frames: Vec<Frame>,
+    flags: u16,
+    report: Option<ResumeReport>,
+}
+
+async fn opening(session: &Session, latest: Option<Frame>) -> Opening {
+    let hub = &session.station;
+    let Some(request) = &session.resume else {
+        return Opening {
+            frames: latest.into_iter().collect(),
+            flags: 0,
+            report: None,
+        };
+    };
+    let (outcome, frames) = if request.epoch.as_deref() != Some(hub.epoch().as_str()) {
+        (ResumeOutcome::EpochChanged, Vec::new())
+    } else {
+        hub.wait_backfilled(BACKFILL_WAIT).await;
+        match hub.retained_from(request.from) {
+            Retained::Future { .. } => (ResumeOutcome::Future, Vec::new()),
+            Retained::TooOld => (ResumeOutcome::OutsideWindow, Vec::new()),
+            Retained::Frames(frames) if !frames.is_empty() && !hub.try_resume() => {
+                (ResumeOutcome::RateLimited, Vec::new())
+            }
+            Retained::Frames(frames) => (ResumeOutcome::Resumed, frames),
+        }
+    };
+    hub.metrics.resumed(outcome).increment(1);
+    let report = Some(ResumeReport {
+        outcome,
+        from: request.from,
+        chunks: frames.len() as u64,
+    });
+    if outcome == ResumeOutcome::Resumed {
+        Opening {
+            frames,
+            flags: FLAG_RESUMED,
+            report,
+        }
+    } else {
+        // The listener misses what lies between: the first frame says the stream skipped.
+        Opening {
+            frames: latest.into_iter().collect(),
+            flags: FLAG_DISCONTINUITY,
+            report,
+        }
+    }
+}
+
+/// The `warning` that follows a `welcome` whose resume did not succeed.
+fn resume_warning(report: &ResumeReport, hub: &StationHub) -> Option<ServerMessage> {
+    let why = match report.outcome {
+        ResumeOutcome::Resumed => return None,
+        ResumeOutcome::OutsideWindow => format!(
+            "chunk {} is no longer retained (the last {} chunks are); streaming from the live edge",
+            report.from,
+            hub.resume_window_chunks()
+        ),
+        ResumeOutcome::Future => format!(
+            "chunk {} has not been released yet; streaming from the live edge",
+            report.from
+        ),
+        ResumeOutcome::EpochChanged => format!(
+            "the station's history changed (epoch {}); sequence numbers from before do not match: streaming from the live edge",
+            hub.epoch()
+        ),
+        ResumeOutcome::RateLimited => {
+            "too many listeners are resuming at once; streaming from the live edge".to_string()
+        }
+    };
+    Some(ServerMessage::Warning {
+        code: format!("resume_{}", report.outcome.as_str()),
+        message: why,
+    })
 }
 
 /// When the client last sent anything (a pong counts), as ms since the session began; written
@@ -244,16 +341,38 @@ where
         regular_intervals: false,
         tally: DeliveryTally::new(hub, session.codec),
     };
-    let greeting = welcome(session, session.codec).to_json();
+    let opening = opening(session, latest).await;
+    let warning = opening
+        .report
+        .as_ref()
+        .and_then(|report| resume_warning(report, hub));
+    let greeting = welcome(session, session.codec, opening.report).to_json();
     if let Err(reason) = send_text(&mut sink, greeting, session, settings).await {
         return reason;
     }
-    if let Some(frame) = latest {
-        if let Err(reason) =
-            send_frame(&mut sink, &frame, 0, session, settings, &mut delivery).await
+    if let Some(warning) = warning {
+        if let Err(reason) = send_text(&mut sink, warning.to_json(), session, settings).await {
+            return reason;
+        }
+    }
+    for frame in &opening.frames {
+        if let Err(reason) = send_frame(
+            &mut sink,
+            frame,
+            opening.flags,
+            session,
+            settings,
+            &mut delivery,
+        )
+        .await
         {
             return reason;
         }
+    }
+    if opening.flags & FLAG_RESUMED != 0 {
+        hub.metrics
+            .resume_chunks_sent
+            .increment(opening.frames.len() as u64);
     }
     loop {
         let step = tokio::select! {
@@ -340,7 +459,7 @@ where
                 delivery.codec = codec;
                 delivery.tally.set_codec(codec);
             }
-            let text = welcome(session, codec).to_json();
+            let text = welcome(session, codec, None).to_json();
             send_text(sink, text, session, settings)
                 .await
                 .map_err(Closing::Dropped)
@@ -463,9 +582,11 @@ where
     let len = bytes.len() as u64;
     send_within(sink, Message::Binary(bytes), settings.send_timeout, session).await?;
     let now = Instant::now();
-    // The catch-up frame sent at connect was popped up to a period ago: not a delivery sample.
+    // The catch-up frame sent at connect was popped up to a period ago, and resumed frames were
+    // released before the listener came back: neither is a delivery sample.
     let delivered = delivery
         .last_write
+        .filter(|_| extra_flags & FLAG_RESUMED == 0)
         .map(|_| now.saturating_duration_since(frame.popped_at).as_secs_f64());
     let jitter = match delivery.last_write {
         None => {

@@ -16,7 +16,7 @@ pub mod voice;
 pub use cpu::{CpuRenderer, RenderError, CHANNELS};
 pub use params::{MusicParams, ParamChange, Preset};
 pub use score::Score;
-pub use timeline::{ControlEntry, ScheduleFull, Timeline};
+pub use timeline::{ControlEntry, PlaceError, ScheduleFull, Timeline};
 pub use voice::{Voice, VoiceKind, VoiceTable};
 
 /// Which renderer to use (`--backend`).
@@ -157,6 +157,14 @@ impl Synth {
         not_before: u64,
     ) -> Result<ControlEntry, ScheduleFull> {
         self.timeline.schedule(params, not_before)
+    }
+
+    /// Puts a change at its planned position; see [`Timeline::place`]. Does not allocate.
+    ///
+    /// # Errors
+    /// [`PlaceError`] when it is too late or no segment is free.
+    pub fn place(&mut self, entry: ControlEntry, not_before: u64) -> Result<(), PlaceError> {
+        self.timeline.place(entry, not_before)
     }
 
     /// Renders the block starting at stream frame `position` into `out` (interleaved stereo;

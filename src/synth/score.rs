@@ -535,7 +535,7 @@ impl Score {
         let spread = if complex { 5 } else { 3 };
         let contour = (CONTOUR[i as usize] as f32 * self.contour_scale).round() as i32;
         let mut degree = contour + ((h >> 8) % spread) as i32 - spread as i32 / 2;
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             // Strong eighths land on a chord tone: move down to the nearest one.
             while ![0, 2, 4].contains(&(degree - chord).rem_euclid(7)) {
                 degree -= 1;

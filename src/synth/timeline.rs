@@ -51,13 +51,38 @@ pub enum LogError {
 #[error("too many changes in flight")]
 pub struct ScheduleFull;
 
+/// Why a change for an exact position was not placed (see [`Timeline::place`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceError {
+    #[error("too many changes in flight")]
+    Full,
+    /// The position is already rendered, or older than the newest segment.
+    #[error("the position is already rendered")]
+    Past,
+}
+
 /// A station's segments, oldest first.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Timeline {
     seed: u64,
     sample_rate: u32,
     segments: Vec<Score>,
     ramp_frames: u32,
+}
+
+/// A clone keeps room for [`LIVE_SEGMENTS`] (a derived clone would have none to spare, and a
+/// cloned timeline could then take no change).
+impl Clone for Timeline {
+    fn clone(&self) -> Self {
+        let mut segments = Vec::with_capacity(self.segments.capacity().max(LIVE_SEGMENTS));
+        segments.extend_from_slice(&self.segments);
+        Self {
+            seed: self.seed,
+            sample_rate: self.sample_rate,
+            segments,
+            ramp_frames: self.ramp_frames,
+        }
+    }
 }
 
 impl From<Score> for Timeline {
@@ -169,11 +194,7 @@ impl Timeline {
         params: MusicParams,
         not_before: u64,
     ) -> Result<ControlEntry, ScheduleFull> {
-        while self.segments.len() >= 2
-            && self.segments[1].origin() + self.segments[0].longest_tail() <= not_before
-        {
-            self.segments.remove(0);
-        }
+        self.prune(not_before);
         let last = *self.latest();
         let pending = last.origin() >= not_before;
         let (position, bar) = if pending {
@@ -195,6 +216,52 @@ impl Timeline {
             bar,
             params,
         })
+    }
+
+    /// Drops segments whose release tails have ended before `not_before` (the newest always
+    /// stays). Never allocates.
+    pub fn prune(&mut self, not_before: u64) {
+        while self.segments.len() >= 2
+            && self.segments[1].origin() + self.segments[0].longest_tail() <= not_before
+        {
+            self.segments.remove(0);
+        }
+    }
+
+    /// Puts a change decided elsewhere (by the control side, which made it durable first) into
+    /// effect at exactly `entry.position`, a bar line of the newest segment or the newest
+    /// segment's own position (then it replaces that pending segment, as [`Timeline::schedule`]
+    /// merges changes within a bar). `not_before` is the next frame still to be rendered.
+    /// Never allocates.
+    ///
+    /// # Errors
+    /// [`PlaceError::Past`] when the position is already rendered (the change must not sound
+    /// partly), [`PlaceError::Full`] when no segment is free.
+    pub fn place(&mut self, entry: ControlEntry, not_before: u64) -> Result<(), PlaceError> {
+        if entry.position < not_before {
+            return Err(PlaceError::Past);
+        }
+        self.prune(not_before);
+        let last = *self.latest();
+        let segment = Score::segment(
+            self.seed,
+            self.sample_rate,
+            entry.params,
+            entry.position,
+            entry.bar,
+        );
+        if entry.position == last.origin() {
+            let newest = self.segments.len() - 1;
+            self.segments[newest] = segment;
+            Ok(())
+        } else if entry.position < last.origin() {
+            Err(PlaceError::Past)
+        } else if self.segments.len() == self.segments.capacity() {
+            Err(PlaceError::Full)
+        } else {
+            self.segments.push(segment);
+            Ok(())
+        }
     }
 
     /// Fills `table` with every voice audible in `start .. start + frames`: the segments in effect
@@ -274,6 +341,27 @@ mod tests {
             (on_line.position, on_line.bar),
             (11 * bar + 3 * new_bar, 14)
         );
+    }
+
+    #[test]
+    fn a_change_placed_at_its_planned_position_equals_a_scheduled_one() {
+        let params = MusicParams::from_seed(3);
+        let mut planned = Timeline::new(3, SR, params);
+        let mut placed = planned.clone();
+        let faster = MusicParams {
+            bpm: 150.0,
+            ..params
+        };
+        let entry = planned.schedule(faster, 5_000_000).unwrap();
+        placed.place(entry, 4_000_000).unwrap();
+        assert_eq!(placed.segments(), planned.segments());
+        // Rendered already: refused, nothing changes.
+        let later = ControlEntry { params, ..entry };
+        assert_eq!(
+            placed.place(later, entry.position + 1),
+            Err(PlaceError::Past)
+        );
+        assert_eq!(placed.latest().params().bpm, 150.0);
     }
 
     #[test]

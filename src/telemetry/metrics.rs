@@ -14,7 +14,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::codec::Codec;
 pub use crate::labels::{ControlResult, DisconnectReason};
-use crate::labels::{ErrorCode, Rejection, ReportField, FALLBACK_REASONS};
+use crate::labels::{ErrorCode, Rejection, ReportField, ResumeOutcome, FALLBACK_REASONS};
+use crate::state::Recovery;
 
 pub const SYNTHESIS_DURATION: &str = "auralis_synthesis_duration_seconds";
 pub const SYNTHESIS_REALTIME_FACTOR: &str = "auralis_synthesis_realtime_factor";
@@ -54,6 +55,15 @@ pub const ENCODE_DURATION: &str = "auralis_encode_duration_seconds";
 pub const CODEC_LISTENERS: &str = "auralis_codec_listeners";
 pub const CODEC_BYTES_SENT: &str = "auralis_codec_bytes_sent_total";
 pub const CLIENT_DECODE_ERRORS: &str = "auralis_client_decode_errors_total";
+pub const CONTROL_LOG_APPENDS: &str = "auralis_control_log_appends_total";
+pub const CONTROL_LOG_APPEND_DURATION: &str = "auralis_control_log_append_seconds";
+pub const CONTROL_LOG_BYTES: &str = "auralis_control_log_bytes";
+pub const CONTROL_LOG_WRITE_ERRORS: &str = "auralis_control_log_write_errors_total";
+pub const CONTROL_LOG_RECOVERIES: &str = "auralis_control_log_recoveries_total";
+pub const CONTROL_LOG_COMPACTIONS: &str = "auralis_control_log_compactions_total";
+pub const RESUMES: &str = "auralis_resumes_total";
+pub const RESUME_CHUNKS_SENT: &str = "auralis_resume_chunks_sent_total";
+pub const RESUME_RENDER_DURATION: &str = "auralis_resume_render_seconds";
 pub const GPU_DISPATCH: &str = "auralis_gpu_dispatch_seconds";
 pub const GPU_BUSY: &str = "auralis_gpu_busy_ratio";
 pub const GPU_ALLOCATED: &str = "auralis_gpu_allocated_bytes";
@@ -61,7 +71,7 @@ pub const GPU_INFO: &str = "auralis_gpu_info";
 
 /// The metrics `/metrics` always shows (with HELP text), for docs and tests. The `auralis_gpu_*`
 /// series appear only when the GPU renders.
-pub const ALL: [&str; 39] = [
+pub const ALL: [&str; 48] = [
     SYNTHESIS_DURATION,
     SYNTHESIS_REALTIME_FACTOR,
     SYNTHESIS_SKIPPED,
@@ -100,6 +110,15 @@ pub const ALL: [&str; 39] = [
     CODEC_LISTENERS,
     CODEC_BYTES_SENT,
     CLIENT_DECODE_ERRORS,
+    CONTROL_LOG_APPENDS,
+    CONTROL_LOG_APPEND_DURATION,
+    CONTROL_LOG_BYTES,
+    CONTROL_LOG_WRITE_ERRORS,
+    CONTROL_LOG_RECOVERIES,
+    CONTROL_LOG_COMPACTIONS,
+    RESUMES,
+    RESUME_CHUNKS_SENT,
+    RESUME_RENDER_DURATION,
     // process_* series come from metrics-process and are described there.
     "process_resident_memory_bytes",
 ];
@@ -144,8 +163,10 @@ pub fn install() -> Result<PrometheusHandle, InstallError> {
 }
 
 fn install_once() -> Result<PrometheusHandle, String> {
-    let buckets: [(&str, &[f64]); 12] = [
+    let buckets: [(&str, &[f64]); 14] = [
         (SYNTHESIS_DURATION, FAST_BUCKETS),
+        (CONTROL_LOG_APPEND_DURATION, DELIVERY_BUCKETS),
+        (RESUME_RENDER_DURATION, FAST_BUCKETS),
         (ENCODE_DURATION, FAST_BUCKETS),
         (GPU_DISPATCH, DELIVERY_BUCKETS),
         (PACER_LATE, FAST_BUCKETS),
@@ -359,6 +380,45 @@ fn describe_all() {
         CONTROL_REQUESTS,
         "Music control requests (WebSocket and REST), by result: applied, invalid, unauthorized, rate_limited, unavailable."
     );
+    describe_counter!(
+        CONTROL_LOG_APPENDS,
+        "Control-log records made durable (written and fsynced) before a change was acknowledged."
+    );
+    describe_histogram!(
+        CONTROL_LOG_APPEND_DURATION,
+        Unit::Seconds,
+        "Time to write and fsync one control-log record."
+    );
+    describe_gauge!(
+        CONTROL_LOG_BYTES,
+        Unit::Bytes,
+        "Size of the station's control-log file (0 without a state directory)."
+    );
+    describe_counter!(
+        CONTROL_LOG_WRITE_ERRORS,
+        "Control-log appends that failed: the change was refused and nothing applied."
+    );
+    describe_counter!(
+        CONTROL_LOG_RECOVERIES,
+        "What the start-up replay repaired, by outcome: torn_tail, corrupt, empty, unreadable, config_changed."
+    );
+    describe_counter!(
+        CONTROL_LOG_COMPACTIONS,
+        "Control-log rewrites that dropped history no listener can still ask for."
+    );
+    describe_counter!(
+        RESUMES,
+        "Reconnects that asked to resume, by outcome: resumed, outside_window, future, epoch_changed, rate_limited."
+    );
+    describe_counter!(
+        RESUME_CHUNKS_SENT,
+        "Chunks sent to listeners to fill what they missed while disconnected."
+    );
+    describe_histogram!(
+        RESUME_RENDER_DURATION,
+        Unit::Seconds,
+        "Time to render and encode again one chunk from before this process started."
+    );
 }
 
 /// GPU engine metrics, recorded from the engine thread (which is not real-time safe anyway:
@@ -441,6 +501,12 @@ impl Default for EdgeMetrics {
 #[derive(Clone)]
 pub struct ControlMetrics {
     requests: [Counter; ControlResult::ALL.len()],
+    pub log_appends: Counter,
+    pub log_append_duration: Histogram,
+    pub log_bytes: Gauge,
+    pub log_write_errors: Counter,
+    pub log_compactions: Counter,
+    log_recoveries: [Counter; Recovery::ALL.len()],
 }
 
 impl ControlMetrics {
@@ -450,7 +516,27 @@ impl ControlMetrics {
             counter.increment(0);
             counter
         });
-        Self { requests }
+        let zeroed = |counter: Counter| {
+            counter.increment(0);
+            counter
+        };
+        let label = || station.to_string();
+        Self {
+            requests,
+            log_appends: zeroed(counter!(CONTROL_LOG_APPENDS, "station" => label())),
+            log_append_duration: histogram!(CONTROL_LOG_APPEND_DURATION, "station" => label()),
+            log_bytes: gauge!(CONTROL_LOG_BYTES, "station" => label()),
+            log_write_errors: zeroed(counter!(CONTROL_LOG_WRITE_ERRORS, "station" => label())),
+            log_compactions: zeroed(counter!(CONTROL_LOG_COMPACTIONS, "station" => label())),
+            log_recoveries: Recovery::ALL.map(|outcome| {
+                zeroed(counter!(CONTROL_LOG_RECOVERIES, "station" => label(), "outcome" => outcome.as_str()))
+            }),
+        }
+    }
+
+    /// Counts what the start-up replay repaired.
+    pub fn recovered(&self, outcome: Recovery) {
+        self.log_recoveries[outcome as usize].increment(1);
     }
 
     pub fn count(&self, result: ControlResult) {
@@ -499,6 +585,9 @@ pub struct StationMetrics {
     client_reports_refused: [Counter; ReportField::ALL.len()],
     disconnections: [Counter; DisconnectReason::ALL.len()],
     client_errors: [Counter; ErrorCode::ALL.len()],
+    resumes: [Counter; ResumeOutcome::ALL.len()],
+    pub resume_chunks_sent: Counter,
+    pub resume_render: Histogram,
 }
 
 impl StationMetrics {
@@ -558,6 +647,11 @@ impl StationMetrics {
             client_reports_refused,
             disconnections,
             client_errors,
+            resumes: ResumeOutcome::ALL.map(
+                |outcome| counter!(RESUMES, "station" => s.clone(), "outcome" => outcome.as_str()),
+            ),
+            resume_chunks_sent: counter!(RESUME_CHUNKS_SENT, "station" => s.clone()),
+            resume_render: histogram!(RESUME_RENDER_DURATION, "station" => s.clone()),
         };
         // Counters appear in the exposition only once touched.
         for c in metrics
@@ -566,6 +660,8 @@ impl StationMetrics {
             .chain(&metrics.client_errors)
             .chain(&metrics.client_reports_refused)
             .chain(&metrics.fallbacks)
+            .chain(&metrics.resumes)
+            .chain([&metrics.resume_chunks_sent])
         {
             c.increment(0);
         }
@@ -597,5 +693,9 @@ impl StationMetrics {
 
     pub fn client_error(&self, code: ErrorCode) -> &Counter {
         &self.client_errors[code as usize]
+    }
+
+    pub fn resumed(&self, outcome: ResumeOutcome) -> &Counter {
+        &self.resumes[outcome as usize]
     }
 }

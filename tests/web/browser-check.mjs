@@ -9,7 +9,8 @@
 //   play (default)  autoplay, steady playback, stats, latency, Stop. With --mock (a server started
 //                   from tests/web/mock-server.mjs, which offers only PCM: scripts/browser-check.sh
 //                   passes --query "autoplay=1&codec=pcm_s16le") also the fault injection,
-//                   reconnect, control panel, station switch and codec negotiation.
+//                   reconnect, resume (a dropped connection, a restart, and the outcomes that
+//                   rejoin live), control panel, station switch and codec negotiation.
 //   codecs          against the real server: the default page (Opus through WebCodecs),
 //                   ?decoder=wasm (Opus through the WebAssembly decoder) and ?codec=flac each play
 //                   for --seconds with no decode errors, gaps or underruns (but the tab's) and a
@@ -128,19 +129,25 @@ async function play(page) {
     check(a.targetMs > 150, `target grew after the stall (${a.targetMs.toFixed(0)} ms)`);
     check(a.state === "playing", `plays on after the stall (${a.state})`);
 
+    const beforeDrop = await page.state();
     await mock("drop");
     a = await page.waitFor((s) => s.state === "reconnecting", 2000, "reconnecting");
     check(a.state === "reconnecting" && /retrying in/.test(a.note), `shows reconnecting (${a.note})`);
     a = await page.waitFor((s) => s.reconnects >= 1 && s.state === "playing", 5000, "reconnected");
     check(a.reconnects === 1 && a.state === "playing", `reconnects (${a.reconnects}, ${a.state})`);
+    await resume(page, beforeDrop);
 
     const text = await controlViaPanel(page, "c-bpm", "96");
     check(/^bpm 96: lands at bar \d+ in \d+\.\d s/.test(text), `control ack shown (${text})`);
 
+    const beforeSwitch = await page.state();
     await page.evaluate(`(() => { const s = document.getElementById("station"); s.value = "night"; s.dispatchEvent(new Event("change")); })()`);
     a = await page.waitFor((s) => s.station === "night" && s.state === "playing", 3000, "switched");
     check(a.station === "night" && a.state === "playing", `station switch (${a.station}, ${a.state})`);
-    check(a.reconnects === 1, "a switch is not a reconnect");
+    check(a.reconnects === beforeSwitch.reconnects, "a switch is not a reconnect");
+    const switchQuery = (await mock("stats")).queries.at(-1);
+    check(!("resume_from" in switchQuery) && a.resumeFrom === null, `a switch does not resume (${JSON.stringify(switchQuery)})`);
+    check(a.missingSequences === beforeSwitch.missingSequences, `a switch misses no sequence (${a.missingSequences - beforeSwitch.missingSequences})`);
     const c = await page.evaluate(`document.getElementById("c-station").textContent`);
     check(c === "night", `control panel follows the station (${c})`);
   }
@@ -150,6 +157,69 @@ async function play(page) {
   check(a.state === "idle", "Stop returns to idle");
 
   if (MOCK) await negotiation(page);
+}
+
+/**
+ * Against the mock, after its `drop` (which `before` preceded): the reconnect resumed. Then a
+ * restart, resumed across it; a restart the window cannot cover, one that lost the station's state,
+ * and a refused resume, each rejoining live with the skipped sequences counted as missing.
+ */
+async function resume(page, before) {
+  let a = await page.state();
+  const q = (await mock("stats")).queries.at(-1);
+  check(a.lastResume && a.lastResume.outcome === "resumed" && a.resumes.resumed === 1, `the drop is resumed (${JSON.stringify(a.lastResume)}, ${JSON.stringify(a.resumes)})`);
+  check(q.codec === "pcm_s16le" && Number(q.resume_from) === a.resumeFrom && a.resumeFrom === a.lastResume.from && q.epoch === a.epoch && /^[0-9a-f]{16}$/.test(a.epoch),
+    `the reconnect URL asks to resume after the last sequence (${JSON.stringify(q)}, epoch ${a.epoch})`);
+  check(a.missingSequences === before.missingSequences, `no sequence missed across the drop (${a.missingSequences - before.missingSequences})`);
+  check(a.connected === true, "connected again");
+
+  // A server restart of about 1.5 s: far longer than the buffer, so it runs dry (an underrun, the
+  // outage's), and the resume brings a backlog of seconds that the catch-up drops.
+  const b = await page.state();
+  await mock("restart?ms=1500");
+  a = await page.waitFor((s) => s.state === "reconnecting" && /resuming…/.test(s.note), 2000, "resuming");
+  check(a.state === "reconnecting" && /resuming…/.test(a.note) && a.connected === false, `shows resuming (${a.state}: ${a.note})`);
+  await sleep(700);
+  const stale = await page.evaluate(`[...document.querySelectorAll("#health dd.stale")].map((e) => e.id + " " + e.textContent)`);
+  check(stale.some((t) => /^s-latency \d+ \(\d+\.\d s ago\)$/.test(t)) && stale.some((t) => t.startsWith("s-kbps ")), `stale figures greyed with their age (${stale.join(", ")})`);
+  const buffer = await page.evaluate(`document.getElementById("s-buffer").className`);
+  check(buffer !== "stale", "the buffer depth stays live");
+  a = await page.waitFor((s) => s.connected && s.state === "playing" && s.resumes.resumed === 2, 8000, "resumed after the restart");
+  const shown = await page.evaluate(`document.getElementById("status").textContent`);
+  check(a.lastResume.outcome === "resumed" && a.lastResume.chunks >= 10, `resumed across the restart (${JSON.stringify(a.lastResume)})`);
+  check(/resumed: \d+ missed chunks/.test(shown), `the status line says so (${shown})`);
+  check(a.missingSequences === b.missingSequences, `no sequence missed across the restart (${a.missingSequences - b.missingSequences})`);
+  check(a.resumedChunks - b.resumedChunks >= a.lastResume.chunks, `resumed chunks counted as received (${a.resumedChunks - b.resumedChunks})`);
+  check(a.outageUnderruns > b.outageUnderruns && a.underruns > b.underruns, `the outage's silence is an underrun (${a.underruns - b.underruns}, the outage's ${a.outageUnderruns - b.outageUnderruns})`);
+  check(a.catchUpDropped > b.catchUpDropped, `the backlog is dropped to catch up (${a.catchUpDropped - b.catchUpDropped} chunks)`);
+  await sleep(3000);
+  a = await page.state();
+  const staleAfter = await page.evaluate(`document.querySelectorAll("#health dd.stale").length`);
+  console.log(`  3 s after the resume: buffer=${a.bufferMs.toFixed(0)} target=${a.targetMs.toFixed(0)} latency=${a.latencyMs.toFixed(0)} dropped=${a.catchUpDropped} underruns=${a.underruns} (outage's ${a.outageUnderruns}, tab's ${a.tabUnderruns})`);
+  check(a.state === "playing" && a.bufferMs <= a.targetMs + 100, `back within a chunk of the target (${a.bufferMs.toFixed(0)} / ${a.targetMs.toFixed(0)} ms)`);
+  check(a.underruns === a.tabUnderruns + a.outageUnderruns + (before.underruns - before.tabUnderruns - before.outageUnderruns), "no underrun after the resume but the outage's (and the tab's)");
+  check(staleAfter === 0, "nothing stale once connected");
+
+  // Rejoining live: the sequences skipped count as missing.
+  const outcomes = [
+    ["outside_window", "restart?ms=1500&window=5"], // keeps 0.5 s: less than the outage
+    ["epoch_changed", "restart?ms=300&forget=1&window=80"], // the station's state was deleted
+    ["rate_limited", null],
+  ];
+  for (const [outcome, fault] of outcomes) {
+    const c = await page.state();
+    if (fault) await mock(fault);
+    else {
+      await mock("resume-limit?n=1");
+      await mock("drop?ms=500");
+    }
+    a = await page.waitFor((s) => s.connected && s.state === "playing" && (s.resumes[outcome] || 0) === 1, 10000, outcome);
+    const note = await page.evaluate(`document.getElementById("status").textContent`);
+    check(a.lastResume && a.lastResume.outcome === outcome && a.lastWarning && a.lastWarning.code === `resume_${outcome}`, `${outcome}: answered and warned (${JSON.stringify(a.lastResume)}, ${a.lastWarning && a.lastWarning.code})`);
+    check(/could not resume/.test(note), `${outcome}: the status line says so (${note})`);
+    check(a.missingSequences - c.missingSequences >= 3, `${outcome}: the skipped sequences count as missing (${a.missingSequences - c.missingSequences})`);
+    if (outcome === "epoch_changed") check(a.epoch !== c.epoch, `a new epoch (${c.epoch} -> ${a.epoch})`);
+  }
 }
 
 /** Against the mock, which offers PCM only: what the page asks for, and what it gets. */

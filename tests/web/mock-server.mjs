@@ -3,14 +3,28 @@
 // control endpoints, and /ws/NAME streaming a test chord in 100 ms chunks. It offers only
 // pcm_s16le: `?codec=` naming anything else is refused with 400 unsupported_codec, as the server
 // refuses a codec its station does not offer, and so is a `hello` asking for one. Fault injection under
-// /debug/* (drop, stall, fill, gap, disc) and a record of the stats reports the client sent.
-// For the live dashboard (/dashboard): /api/live, a Server-Sent Events stream of one made-up
-// snapshot a second, with /debug/live-drop (close the streams) and /debug/live-underrun?n=N.
+// /debug/* (drop, stall, fill, gap, disc, restart, resume-limit) and a record of the stats reports
+// and stream URLs the client sent. For the live dashboard (/dashboard): /api/live, a Server-Sent
+// Events stream of one made-up snapshot a second, with /debug/live-drop (close the streams) and
+// /debug/live-underrun?n=N.
 //
-//   node tests/web/mock-server.mjs [--port 18080] [--isolated] [--token SECRET] [--remote]
+// Resume (docs/protocol.md): each station has an epoch and keeps the last --resume-window chunks
+// (it renders any sequence again, so nothing is stored). A stream URL with `resume_from` and
+// `epoch` gets `welcome.resume` and, when resumed, the missed chunks flagged FLAG_RESUMED at once;
+// otherwise a `resume_<outcome>` warning and the live edge, flagged as a discontinuity. A
+// `resume_from` that is not a sequence is refused before the upgrade (400 invalid_resume).
+//   /debug/drop[?ms=N]        cut every stream (close code 1006); refuse streams for N ms
+//   /debug/restart?ms=N[&forget=1][&window=W]
+//                             a server restart: close every stream with 1001, refuse streams and
+//                             the API for N ms; `forget` gives the stations new epochs (their
+//                             state was deleted), `window` sets the resume window from then on
+//   /debug/resume-limit?n=N   the next N resumes are answered rate_limited
+//
+//   node tests/web/mock-server.mjs [--port 18080] [--isolated] [--token SECRET] [--remote] [--resume-window 80]
 //
 // --isolated sends COOP/COEP so the page gets SharedArrayBuffer; --remote makes control act as
-// if requests came from another machine (403 without a token). Not part of `node --test`.
+// if requests came from another machine (403 without a token). --port 0 picks a free port; the
+// first line printed names it. Not part of `node --test` (mock-resume.test.mjs starts one).
 
 import http from "node:http";
 import crypto from "node:crypto";
@@ -18,7 +32,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { encodeFrame, isValidStats, codecName, PROTOCOL_VERSION, FLAG_UNDERRUN_FILL, FLAG_DISCONTINUITY } from "../../web/protocol.js";
+import {
+  encodeFrame, isValidStats, codecName, PROTOCOL_VERSION, FLAG_UNDERRUN_FILL, FLAG_DISCONTINUITY, FLAG_RESUMED,
+} from "../../web/protocol.js";
 import { cliOption } from "./harness.mjs";
 
 const opt = cliOption();
@@ -26,6 +42,7 @@ const PORT = Number(opt("port", 18080));
 const ISOLATED = Boolean(opt("isolated", false));
 const TOKEN = opt("token", null);
 const REMOTE = Boolean(opt("remote", false));
+let resumeWindow = Number(opt("resume-window", 80)); // chunks a resume can reach back (the server: 8 s)
 const WEB = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "web");
 
 const RATE = 48000;
@@ -38,12 +55,45 @@ const baseParams = () => ({
   layers: { pads: true, melody: true, kicks: true, hats: true, swells: true },
   melody_complexity: 0.45, chord_variety: 0.35, harmonic_density: 0.5, master_gain: 0.9,
 });
+const newEpoch = () => crypto.randomBytes(8).toString("hex");
+// `offset`: chunks the station's timeline has skipped (injected gaps and discontinuities). It is
+// the station's, not a listener's, so a resume after one names the same sequences.
 const stations = new Map(
-  ["default", "night"].map((name, i) => [name, { name, seed: i + 1, params: baseParams(), log: [], listeners: new Set(), root: [146.83, 110][i] }]),
+  ["default", "night"].map((name, i) => [name, {
+    name, seed: i + 1, params: baseParams(), log: [], listeners: new Set(), root: [146.83, 110][i], epoch: newEpoch(), offset: 0,
+  }]),
 );
 
-const debug = { stats: 0, invalidStats: 0, lastStats: null, pings: 0, connections: 0, controls: 0, codecRefusals: 0, hellos: 0 };
-const faults = { stallUntil: 0, fill: 0, gap: 0, disc: 0 };
+const debug = {
+  stats: 0, invalidStats: 0, lastStats: null, pings: 0, connections: 0, controls: 0, codecRefusals: 0, hellos: 0,
+  resumes: {}, // outcome -> count
+  queries: [], // the query parameters of the last stream URLs (a token left out), newest last
+  restarts: 0,
+  refused: 0, // stream upgrades refused while "down"
+};
+const faults = { stallUntil: 0, fill: 0, gap: 0, disc: 0, downUntil: 0, resumeLimit: 0 };
+const down = () => Date.now() < faults.downUntil;
+/** The newest sequence a station has released (on its timeline). */
+const newestOf = (st) => Math.floor(Date.now() / CHUNK_MS) - 1 + st.offset;
+
+/**
+ * The answer to `resume_from` and `epoch` on a stream URL: `{outcome, from, chunks}`. The checks
+ * in the order the server makes them: the epoch, the window, then the station's budget (which only
+ * a resume with chunks to send takes from).
+ */
+function resumeAnswer(st, from, epoch) {
+  const newest = newestOf(st);
+  const answer = (outcome, chunks = 0) => ({ outcome, from, chunks });
+  if (epoch !== st.epoch) return answer("epoch_changed");
+  if (from < newest + 1 - resumeWindow) return answer("outside_window");
+  if (from > newest + 1) return answer("future");
+  const chunks = newest + 1 - from;
+  if (chunks > 0 && faults.resumeLimit > 0) {
+    faults.resumeLimit--;
+    return answer("rate_limited");
+  }
+  return answer("resumed", chunks);
+}
 
 // ---- audio
 
@@ -130,12 +180,23 @@ function wsParser(onMessage) {
 
 function upgrade(req, sock) {
   const url = new URL(req.url, "http://x");
+  if (down()) {
+    // Restarting, or the network is cut: nothing answers.
+    debug.refused++;
+    sock.destroy();
+    return;
+  }
   const name = url.pathname.startsWith("/ws/") ? decodeURIComponent(url.pathname.slice(4)) : url.searchParams.get("station") || "default";
   const st = stations.get(name);
   const refuse = (status, code, message) => {
     const body = JSON.stringify({ error: { code, message } });
     sock.end(`HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   };
+  const resumeFrom = url.searchParams.get("resume_from");
+  if (resumeFrom !== null && !/^[0-9]{1,15}$/.test(resumeFrom)) {
+    refuse("400 Bad Request", "invalid_resume", `resume_from must be a sequence number (got ${JSON.stringify(resumeFrom.slice(0, 32))})`);
+    return;
+  }
   if (!st) {
     refuse("404 Not Found", "unknown_station", `unknown station ${JSON.stringify(name)}`);
     return;
@@ -156,15 +217,24 @@ function upgrade(req, sock) {
   sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
   sock.setNoDelay(true);
   debug.connections++;
-  const listener = { sock, next: null, offset: 0 }; // offset: chunks skipped by injected gaps
+  const query = Object.fromEntries([...url.searchParams].filter(([k]) => k !== "token"));
+  debug.queries.push(query);
+  if (debug.queries.length > 20) debug.queries.shift();
+  const listener = { sock, next: null };
   st.listeners.add(listener);
   const text = (obj) => wsSend(sock, 1, Buffer.from(JSON.stringify(obj)));
   const session = debug.connections;
-  const welcome = () => text({
-    type: "welcome", protocol: PROTOCOL_VERSION, session, station: name, stations: [...stations.keys()],
-    format: { codec: "pcm_s16le", sample_rate: RATE, channels: 2, frames_per_chunk: FRAMES }, codecs: CODECS,
-    chunk_ms: CHUNK_MS, server_time_unix_ns: Number(nowNs()),
-  });
+  let resume = resumeFrom === null ? null : resumeAnswer(st, Number(resumeFrom), url.searchParams.get("epoch"));
+  if (resume) debug.resumes[resume.outcome] = (debug.resumes[resume.outcome] || 0) + 1;
+  const welcome = () => {
+    text({
+      type: "welcome", protocol: PROTOCOL_VERSION, session, station: name, stations: [...stations.keys()],
+      format: { codec: "pcm_s16le", sample_rate: RATE, channels: 2, frames_per_chunk: FRAMES }, codecs: CODECS,
+      chunk_ms: CHUNK_MS, server_time_unix_ns: Number(nowNs()), epoch: st.epoch, resume_window_chunks: resumeWindow,
+      ...(resume ? { resume } : {}),
+    });
+    resume = null; // the answer goes with the connection's first welcome only
+  };
   const close = (code, reason) => {
     const payload = Buffer.alloc(2 + Buffer.byteLength(reason));
     payload.writeUInt16BE(code, 0);
@@ -172,10 +242,17 @@ function upgrade(req, sock) {
     wsSend(sock, 8, payload);
     sock.end();
   };
+  const answer = resume;
   welcome();
-  const newest = Math.floor(Date.now() / CHUNK_MS) - 1;
-  wsSend(sock, 2, frameFor(st, newest));
-  listener.next = newest + 1;
+  const newest = newestOf(st);
+  if (answer && answer.outcome === "resumed") {
+    // Everything missed, back to back, oldest first; the live stream goes on after it.
+    for (let seq = answer.from; seq <= newest; seq++) wsSend(sock, 2, frameFor(st, seq, FLAG_RESUMED));
+  } else {
+    if (answer) text({ type: "warning", code: `resume_${answer.outcome}`, message: resumeWarning(answer, st) });
+    wsSend(sock, 2, frameFor(st, newest, answer ? FLAG_DISCONTINUITY : 0)); // a resume refused: a skip
+  }
+  listener.next = newest + 1 - st.offset;
   sock.on("data", wsParser((opcode, payload) => {
     if (opcode === 8) {
       wsSend(sock, 8, payload.subarray(0, 2));
@@ -221,6 +298,15 @@ function upgrade(req, sock) {
   sock.on("error", gone);
 }
 
+function resumeWarning(answer, st) {
+  switch (answer.outcome) {
+    case "outside_window": return `sequence ${answer.from} is no longer held (the last ${resumeWindow} chunks are); streaming from the live edge`;
+    case "future": return `sequence ${answer.from} is ahead of the newest chunk (${newestOf(st)}); streaming from the live edge`;
+    case "epoch_changed": return `station ${st.name} has a new epoch (${st.epoch}); streaming from the live edge`;
+    default: return "too many resumes; streaming from the live edge";
+  }
+}
+
 // The pacer: every listener gets each chunk once the wall clock reaches it.
 setInterval(() => {
   const now = Date.now();
@@ -232,17 +318,17 @@ setInterval(() => {
         let flags = 0;
         if (faults.gap > 0) {
           faults.gap--;
-          l.offset += 1; // a lost chunk
+          st.offset += 1; // a lost chunk
         } else if (faults.disc > 0) {
           faults.disc--;
-          l.offset += 5; // skipped ahead, flagged
+          st.offset += 5; // skipped ahead, flagged
           flags |= FLAG_DISCONTINUITY;
         }
         if (faults.fill > 0) {
           faults.fill--;
           flags |= FLAG_UNDERRUN_FILL;
         }
-        wsSend(l.sock, 2, frameFor(st, l.next + l.offset, flags));
+        wsSend(l.sock, 2, frameFor(st, l.next + st.offset, flags));
         l.next++;
       }
     }
@@ -367,6 +453,7 @@ function applyControl(st, body) {
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   const p = url.pathname;
+  if (p.startsWith("/api/") && down()) return json(res, 503, { error: { code: "shutting_down", message: "restarting" } });
   if (p === "/api/stations") {
     return json(res, 200, {
       stations: [...stations.values()].map((s) => ({
@@ -422,6 +509,22 @@ const server = http.createServer((req, res) => {
     if (what === "stats") return json(res, 200, debug);
     if (what === "drop") {
       for (const st of stations.values()) for (const l of st.listeners) l.sock.destroy();
+      faults.downUntil = Date.now() + Number(url.searchParams.get("ms") || 0);
+    } else if (what === "restart") {
+      debug.restarts++;
+      for (const st of stations.values()) {
+        for (const l of st.listeners) {
+          const payload = Buffer.from([0x03, 0xe9, ...Buffer.from("server restarting")]); // 1001
+          wsSend(l.sock, 8, payload);
+          l.sock.end();
+        }
+        st.listeners.clear();
+        if (url.searchParams.get("forget") === "1") st.epoch = newEpoch();
+      }
+      if (url.searchParams.has("window")) resumeWindow = Number(url.searchParams.get("window"));
+      faults.downUntil = Date.now() + Number(url.searchParams.get("ms") || 1000);
+    } else if (what === "resume-limit") {
+      faults.resumeLimit += Number(url.searchParams.get("n") || 1);
     } else if (what === "stall") faults.stallUntil = Date.now() + Number(url.searchParams.get("ms") || 800);
     else if (what in faults) faults[what] += Number(url.searchParams.get("n") || 1);
     return json(res, 200, { ok: true });
@@ -439,4 +542,7 @@ const server = http.createServer((req, res) => {
   res.end(fs.readFileSync(path.join(WEB, file)));
 });
 server.on("upgrade", upgrade);
-server.listen(PORT, "127.0.0.1", () => console.log(`mock server on http://127.0.0.1:${PORT}/ (isolated=${ISOLATED}, token=${TOKEN ? "set" : "none"})`));
+server.listen(PORT, "127.0.0.1", () => {
+  const port = server.address().port;
+  console.log(`mock server on http://127.0.0.1:${port}/ (isolated=${ISOLATED}, token=${TOKEN ? "set" : "none"})`);
+});

@@ -143,14 +143,23 @@ test("an underrun fades out, is counted once, and playback resumes after rebuffe
   assert.ok(Math.abs(L[0]) < 0.01, "fades back in");
 });
 
-test("running dry while the connection is down is a drain, not an underrun", () => {
+test("running dry while the connection is down is an underrun, counted as the outage's", () => {
   const p = make({ processorOptions: { startFrames: 4800 } });
+  send(p, { type: "chunk", samples: chunk(4800, sine(300)) });
+  run(p, 10);
   send(p, { type: "config", live: false });
+  run(p, 50);
+  let r = poll(p);
+  assert.equal(r.underruns, 1, "the listener hears the outage's silence");
+  assert.equal(r.outageUnderruns, 1);
+  assert.equal(r.playing, false);
+  // Back on line: an underrun then is the stream's, not the outage's.
+  send(p, { type: "config", live: true });
   send(p, { type: "chunk", samples: chunk(4800, sine(300)) });
   run(p, 60);
-  const r = poll(p);
-  assert.equal(r.underruns, 0);
-  assert.equal(r.playing, false);
+  r = poll(p);
+  assert.equal(r.underruns, 2);
+  assert.equal(r.outageUnderruns, 1);
 });
 
 test("a backlog is skipped to the live edge with a fade", () => {

@@ -1,0 +1,86 @@
+// A minimal WebSocket client (RFC 6455) for the tests that talk to tests/web/mock-server.mjs: Node
+// 20 has no WebSocket of its own. Text messages come back parsed (JSON), binary ones as Buffers,
+// and the close frame as {close: code}.
+
+import http from "node:http";
+import crypto from "node:crypto";
+
+/**
+ * Opens `ws://127.0.0.1:PORT/PATH`. Resolves to `{ next(ms), close() }`: next() is the next
+ * message (rejects after `ms` with none); close() ends the connection. Rejects when the upgrade is
+ * refused or the connection cannot be made.
+ */
+export function connect(port, path) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: "127.0.0.1", port, path,
+      headers: { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": crypto.randomBytes(16).toString("base64") },
+    });
+    req.on("error", reject);
+    req.on("response", (res) => reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)));
+    req.on("upgrade", (_res, sock, head) => {
+      const queue = [];
+      const waiters = [];
+      const push = (m) => {
+        const w = waiters.shift();
+        if (w) w.resolve(m);
+        else queue.push(m);
+      };
+      let buf = head;
+      let ended = false;
+      const parse = () => {
+        for (;;) {
+          if (buf.length < 2) return;
+          const opcode = buf[0] & 0x0f;
+          let len = buf[1] & 0x7f;
+          let off = 2;
+          if (len === 126) {
+            if (buf.length < 4) return;
+            len = buf.readUInt16BE(2);
+            off = 4;
+          } else if (len === 127) {
+            if (buf.length < 10) return;
+            len = Number(buf.readBigUInt64BE(2));
+            off = 10;
+          }
+          if (buf.length < off + len) return;
+          const payload = buf.subarray(off, off + len);
+          buf = buf.subarray(off + len);
+          if (opcode === 1) push(JSON.parse(payload.toString()));
+          else if (opcode === 2) push(Buffer.from(payload));
+          else if (opcode === 8) push({ close: payload.length >= 2 ? payload.readUInt16BE(0) : 1005 });
+        }
+      };
+      sock.on("data", (d) => {
+        buf = Buffer.concat([buf, d]);
+        parse();
+      });
+      const gone = () => {
+        if (ended) return;
+        ended = true;
+        push({ close: 1006 });
+      };
+      sock.on("close", gone);
+      sock.on("error", gone);
+      parse();
+      resolve({
+        next(ms = 2000) {
+          if (queue.length) return Promise.resolve(queue.shift());
+          return new Promise((res, rej) => {
+            const w = { resolve: (m) => { clearTimeout(timer); res(m); } };
+            const timer = setTimeout(() => {
+              waiters.splice(waiters.indexOf(w), 1);
+              rej(new Error(`no message in ${ms} ms`));
+            }, ms);
+            waiters.push(w);
+          });
+        },
+        close() {
+          ended = true;
+          sock.destroy();
+        },
+      });
+    });
+    req.end();
+  });
+}
