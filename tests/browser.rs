@@ -1,7 +1,8 @@
 //! The browser client in real Chromium: headless, autoplay allowed, driven over the DevTools
 //! protocol. Assertions read the page's own state (`window.auralis`, fed by the AudioWorklet),
 //! never mocks: it played non-silent Opus (decoded with WebCodecs) with zero underruns, the
-//! server received its `stats`, and it reconnected by itself after a server restart. Then the built-in dashboard (`/dashboard`)
+//! server received its `stats`, and it resumed by itself after a server restart with no sequence
+//! number missing. Then the built-in dashboard (`/dashboard`)
 //! must draw the live feed. Screenshots of both are saved to `target/browser-artifacts/`.
 //!
 //! The DevTools client is a few calls over the WebSocket stack the project already uses, so the
@@ -245,7 +246,11 @@ async fn chromium_plays_the_stream_reports_stats_and_survives_a_restart() {
     ) else {
         return;
     };
-    let server = TestServer::start(STATION, 3).await;
+    // A state directory keeps the station's history (and its epoch) across the restart below.
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_path_buf();
+    let with_state = move |config: &mut auralis::config::Config| config.state_dir = Some(state_dir);
+    let server = TestServer::start_with(STATION, 3, with_state.clone()).await;
     let addr = server.addr;
     let browser = Browser::launch(&chromium);
     let mut page = Page::open(&browser).await;
@@ -301,15 +306,22 @@ async fn chromium_plays_the_stream_reports_stats_and_survives_a_restart() {
     .unwrap_or(0.0);
     assert!(reports >= 3.0, "client reports on the server: {reports}");
 
-    // Restart the server on the same port: the page reconnects and plays on by itself.
+    // Restart the server on the same port: the page reconnects, resumes after the last chunk it
+    // held (nothing missing), and plays on by itself.
     server.shutdown().await.expect("clean shutdown");
     let listener = rebind(addr).await;
-    let restarted = TestServer::start_on(listener, STATION, 3, |_| {}).await;
+    let restarted = TestServer::start_on(listener, STATION, 3, with_state).await;
     let back = page
         .wait_for("reconnects and plays", Duration::from_secs(30), |s| {
             s["reconnects"].as_f64().unwrap_or(0.0) >= 1.0 && s["state"] == "playing"
         })
         .await;
+    assert_eq!(back["lastResume"]["outcome"], "resumed", "{back}");
+    assert_eq!(
+        back["epoch"], playing["epoch"],
+        "the epoch survived the restart"
+    );
+    assert_eq!(number(&back, "missingSequences"), 0.0, "{back}");
     let before_restart = number(&back, "nonSilentFrames");
     let after = page
         .wait_for("audio after the restart", Duration::from_secs(30), |s| {
