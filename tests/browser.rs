@@ -365,14 +365,3 @@ async fn chromium_plays_the_stream_reports_stats_and_survives_a_restart() {
     dashboard.screenshot(&artifacts.join("dashboard.png")).await;
     restarted.shutdown().await.expect("clean shutdown");
 }
-
-/// Binds `addr` again once the old server has let go of it.
-async fn rebind(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
-    for _ in 0..100 {
-        if let Ok(listener) = tokio::net::TcpListener::bind(addr).await {
-            return listener;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("cannot bind {addr} again");
-}

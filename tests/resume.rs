@@ -97,19 +97,6 @@ async fn ws_control(ws: &mut Ws, message: Value) -> Value {
     }
 }
 
-async fn rebind(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => return listener,
-            Err(e) => {
-                assert!(tokio::time::Instant::now() < deadline, "cannot rebind: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_survive_a_restart_and_the_stream_equals_the_offline_render_of_the_log() {
     let dir = tempfile::tempdir().unwrap();

@@ -486,3 +486,50 @@ impl StationControl {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::LogIdentity;
+
+    #[tokio::test]
+    async fn a_change_that_cannot_be_made_durable_is_refused_and_not_applied() {
+        let sample_rate = 48_000;
+        let start = Timeline::new(3, sample_rate, MusicParams::from_seed(3)).latest_entry();
+        let identity = LogIdentity {
+            station: "full-disk".into(),
+            seed: 3,
+            sample_rate,
+            chunk_frames: 4800,
+            preset: None,
+        };
+        let (outbox, mut inbox) = link::control_link(4).unwrap();
+        let control = StationControl::new(
+            ControlSetup {
+                station: "full-disk".into(),
+                seed: 3,
+                preset: None,
+                sample_rate,
+                history: vec![start],
+                log: ControlLog::failing_for_tests(identity),
+                recovered: None,
+                lead_frames: 24_000,
+                retain_frames: 48_000,
+            },
+            outbox,
+            None,
+        )
+        .unwrap();
+        let mut body = Map::new();
+        body.insert("bpm".into(), Value::from(150));
+        let change = ParamChange::from_json(&body).unwrap();
+        let refused = control.apply(&change).await.unwrap_err();
+        assert_eq!(refused, ControlError::LogUnavailable);
+        assert_eq!(refused.code(), ErrorCode::Unavailable);
+        // Nothing reached the synthesis thread, and the station's state is unchanged.
+        assert!(inbox.pop_request().is_none());
+        let snapshot = control.snapshot();
+        assert_eq!(snapshot.log, vec![start]);
+        assert_eq!(snapshot.params, start.params);
+    }
+}

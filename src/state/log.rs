@@ -436,6 +436,24 @@ impl ControlLog {
     }
 }
 
+#[cfg(test)]
+impl ControlLog {
+    /// A log whose every write fails as on a full disk (`/dev/full` answers ENOSPC).
+    pub(crate) fn failing_for_tests(identity: LogIdentity) -> Self {
+        let file = OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .expect("/dev/full exists on Linux");
+        Self {
+            file: Some((file, PathBuf::from("/dev/full"))),
+            identity,
+            epoch: Epoch::fresh(),
+            records: 2,
+            bytes: 0,
+        }
+    }
+}
+
 impl Replayed {
     fn fresh(initial: ControlEntry, recovery: Option<(Recovery, String)>) -> Self {
         Self {
@@ -795,6 +813,14 @@ mod tests {
         log.append_revoke(second.position).unwrap();
         let (_, replayed) = ControlLog::open(&path, identity(), start()).unwrap();
         assert_eq!(replayed.entries, vec![start(), merged]);
+    }
+
+    #[test]
+    fn a_write_that_fails_is_an_error_and_counts_nothing() {
+        let mut log = ControlLog::failing_for_tests(identity());
+        let error = log.append_entry(changes()[0]).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(28), "ENOSPC: {error}");
+        assert_eq!((log.records(), log.bytes()), (2, 0));
     }
 
     #[test]

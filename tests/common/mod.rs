@@ -605,6 +605,23 @@ fn parse_server_frame(bytes: &[u8]) -> Option<(RawFrame, usize)> {
     ))
 }
 
+/// Binds `addr` again once the server that had it has let go (to restart on the same port).
+pub async fn rebind(addr: SocketAddr) -> tokio::net::TcpListener {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "cannot bind {addr} again: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
 /// `path` with `codec=pcm_s16le` added unless it names a codec.
 pub fn with_pcm(path: &str) -> String {
     if path.contains("codec=") {
