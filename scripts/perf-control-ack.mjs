@@ -2,32 +2,27 @@
 // time over WebSocket (spread over connections, each has its own rate budget) and prints the
 // round-trip percentiles.
 //
-//   node scripts/perf-control-ack.mjs ws://127.0.0.1:8080/ws [N=100]
-const url = process.argv[2];
+//   node scripts/perf-control-ack.mjs PORT [N=100] [STATION=default]
+import { connect } from "../tests/web/ws-client.mjs";
+
+const port = Number(process.argv[2]);
 const total = Number(process.argv[3] ?? 100);
+const station = process.argv[4] ?? "default";
 const perConnection = 4; // within the per-connection burst of 5
-const open = (u) =>
-  new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${u}${u.includes("?") ? "&" : "?"}codec=opus`);
-    ws.binaryType = "arraybuffer";
-    ws.onopen = () => resolve(ws);
-    ws.onerror = (e) => reject(new Error(`cannot connect: ${e.message ?? e}`));
-  });
 const sockets = [];
-for (let i = 0; i < Math.ceil(total / perConnection); i++) sockets.push(await open(url));
+for (let i = 0; i < Math.ceil(total / perConnection); i++) {
+  sockets.push(await connect(port, `/ws/${station}?codec=opus`));
+}
 const times = [];
 for (let i = 0; i < total; i++) {
   const ws = sockets[Math.floor(i / perConnection)];
-  const bpm = 80 + (i % 60);
   const started = performance.now();
-  const reply = await new Promise((resolve) => {
-    ws.onmessage = (m) => {
-      if (typeof m.data !== "string") return;
-      const msg = JSON.parse(m.data);
-      if (msg.type === "control_ack" || msg.type === "error") resolve(msg);
-    };
-    ws.send(JSON.stringify({ type: "control", id: i, bpm }));
-  });
+  ws.send({ type: "control", id: i, bpm: 80 + (i % 60) });
+  let reply;
+  for (;;) {
+    reply = await ws.next(5000);
+    if (!Buffer.isBuffer(reply) && (reply.type === "control_ack" || reply.type === "error")) break;
+  }
   if (reply.type !== "control_ack") throw new Error(`change ${i} refused: ${JSON.stringify(reply)}`);
   times.push(performance.now() - started);
 }

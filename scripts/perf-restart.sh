@@ -24,7 +24,7 @@ start() {
 
 start
 echo "control ack (fsync on $(df --output=source "$work" | tail -1)):"
-node scripts/perf-control-ack.mjs "ws://127.0.0.1:$port/ws" 100
+node scripts/perf-control-ack.mjs "$port" 100
 curl -fsS "http://127.0.0.1:$port/metrics" | grep '^auralis_control_log_append_seconds_\(sum\|count\)'
 
 "$bin" load --url "ws://127.0.0.1:$port/ws?codec=opus" --clients "$listeners" --ramp 2s \

@@ -6,8 +6,9 @@ import http from "node:http";
 import crypto from "node:crypto";
 
 /**
- * Opens `ws://127.0.0.1:PORT/PATH`. Resolves to `{ next(ms), close() }`: next() is the next
- * message (rejects after `ms` with none); close() ends the connection. Rejects when the upgrade is
+ * Opens `ws://127.0.0.1:PORT/PATH`. Resolves to `{ next(ms), send(message), close() }`: next()
+ * is the next message (rejects after `ms` with none); send() sends a text message; close() ends
+ * the connection. Rejects when the upgrade is
  * refused or the connection cannot be made.
  */
 export function connect(port, path) {
@@ -74,6 +75,26 @@ export function connect(port, path) {
             }, ms);
             waiters.push(w);
           });
+        },
+        /** Sends a text message (an object is sent as JSON), masked as a client must. */
+        send(message) {
+          const payload = Buffer.from(typeof message === "string" ? message : JSON.stringify(message));
+          const mask = crypto.randomBytes(4);
+          let head;
+          if (payload.length < 126) head = Buffer.from([0x81, 0x80 | payload.length]);
+          else if (payload.length < 65536) {
+            head = Buffer.alloc(4);
+            head[0] = 0x81;
+            head[1] = 0x80 | 126;
+            head.writeUInt16BE(payload.length, 2);
+          } else {
+            head = Buffer.alloc(10);
+            head[0] = 0x81;
+            head[1] = 0x80 | 127;
+            head.writeBigUInt64BE(BigInt(payload.length), 2);
+          }
+          const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]));
+          sock.write(Buffer.concat([head, mask, masked]));
         },
         close() {
           ended = true;
