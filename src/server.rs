@@ -658,6 +658,7 @@ fn start_station(
     // chunk being released), with time to make the change durable.
     let lead_frames = (plan.settings.target_depth as u64 + 1) * chunk_frames
         + u64::from(config.sample_rate) * CONTROL_DURABLE_MARGIN_MS / 1000;
+    let pacer_position = Arc::clone(&shared);
     let setup = ControlSetup {
         station: station.name.clone(),
         seed: station.seed,
@@ -668,6 +669,7 @@ fn start_station(
         recovered: ends.recovered,
         lead_frames,
         retain_frames: (window_chunks as u64 + 1) * chunk_frames,
+        live_position: Box::new(move || pacer_position.live_position()),
     };
     let control =
         StationControl::new(setup, ends.outbox, waker).map_err(|source| ServerError::History {

@@ -358,33 +358,69 @@ async fn a_listener_cut_for_half_a_second_resumes_with_nothing_missing_and_the_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listener_resumes_across_a_restart_from_chunks_rendered_again() {
+async fn a_listener_resumes_across_a_restart_with_the_bytes_the_old_process_sent() {
     let dir = tempfile::tempdir().unwrap();
     let station = "across";
     let server = TestServer::start_with(station, 12, with_state(dir.path())).await;
-    rest_control(&server, station, r#"{"bpm": 88}"#).await;
+    // A gain change too: its glide must render the same in the live, pruned timeline and in the
+    // full history the restarted process renders from.
+    let ack = rest_control(&server, station, r#"{"bpm": 88, "master_gain": 0.48}"#).await;
+    let changed_at = ack["position"].as_u64().unwrap();
+    // One listener stays until the server stops: what the old process really sent.
+    let mut steady = server.connect(&format!("/ws/{station}")).await;
+    let (_, _, mut sent) = welcome_and_frames(&mut steady, 1).await;
+    while sent.last().unwrap().header.position < changed_at + 3 * CHUNK_FRAMES as u64 {
+        sent.extend(audio_frames(&mut steady, 1).await);
+    }
+    // The other listens a little, then its connection drops.
     let mut ws = server.connect(&format!("/ws/{station}")).await;
-    let (welcome, _, held) = welcome_and_frames(&mut ws, 3).await;
+    let (welcome, _, held) = welcome_and_frames(&mut ws, 2).await;
     let epoch = welcome["epoch"].as_str().unwrap().to_string();
     let last = held.last().unwrap().header.sequence;
     drop(ws);
+    while sent.last().unwrap().header.sequence < last + 5 {
+        sent.extend(audio_frames(&mut steady, 1).await);
+    }
     let addr = server.addr;
     server.shutdown().await.unwrap();
+    loop {
+        match receive(&mut steady).await {
+            Received::Audio(a) => sent.push(a),
+            Received::Text(_) => {}
+            Received::Closed(_) => break,
+        }
+    }
     let restarted =
         TestServer::start_on(rebind(addr).await, station, 12, with_state(dir.path())).await;
     let mut back = restarted
         .connect_raw_path(&resume_path(station, last + 1, &epoch))
         .await;
-    let (welcome, _, frames) = welcome_and_frames(&mut back, 8).await;
+    let (welcome, _, frames) = welcome_and_frames(&mut back, 12).await;
     assert_eq!(welcome["resume"]["outcome"], "resumed", "{welcome}");
     assert_eq!(
         frames[0].header.sequence,
         last + 1,
         "nothing missing across the restart"
     );
-    assert!(welcome["resume"]["chunks"].as_u64().unwrap() >= 1);
     assert_contiguous(&frames);
+    // Chunks the old process sent and the new one rendered again are the same bytes.
+    let mut compared = 0;
+    for frame in &frames {
+        if let Some(old) = sent
+            .iter()
+            .find(|s| s.header.sequence == frame.header.sequence)
+        {
+            assert!(
+                old.payload() == frame.payload(),
+                "chunk {} differs from what the old process sent",
+                frame.header.sequence
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 5, "{compared} chunks compared");
     let (seed, _, log) = control_log(&restarted, station).await;
+    assert_eq!(log.last().unwrap().params.master_gain, 0.48);
     assert_matches_offline_render(seed, &log, &frames);
     restarted.shutdown().await.unwrap();
 }
@@ -445,7 +481,7 @@ async fn resumes_outside_the_window_from_the_future_with_another_epoch_or_in_a_f
     }
     // A flood: the station takes five at once at one per second; the rest get the live edge.
     let mut outcomes = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..12 {
         let latest = server
             .hub()
             .stats
@@ -455,7 +491,7 @@ async fn resumes_outside_the_window_from_the_future_with_another_epoch_or_in_a_f
         outcomes.push(welcome["resume"]["outcome"].as_str().unwrap().to_string());
     }
     let limited = outcomes.iter().filter(|o| *o == "rate_limited").count();
-    assert!(limited >= 2, "{outcomes:?}");
+    assert!(limited >= 1, "{outcomes:?}");
     assert!(
         outcomes.iter().filter(|o| *o == "resumed").count() >= 5,
         "{outcomes:?}"

@@ -31,7 +31,7 @@ impl From<PlaceError> for NotScheduled {
     fn from(error: PlaceError) -> Self {
         match error {
             PlaceError::Full => NotScheduled::Full,
-            PlaceError::Past => NotScheduled::Late,
+            PlaceError::Past | PlaceError::OffGrid => NotScheduled::Late,
         }
     }
 }

@@ -149,6 +149,8 @@ pub struct ControlSetup {
     pub lead_frames: u64,
     /// History kept behind the live edge at compaction (the resume window and more), in frames.
     pub retain_frames: u64,
+    /// The next position the station's pacer releases.
+    pub live_position: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
 /// A record for the durable log.
@@ -172,12 +174,16 @@ pub struct StationControl {
     epoch: Epoch,
     lead_frames: u64,
     retain_frames: u64,
+    live_position: Box<dyn Fn() -> u64 + Send + Sync>,
     /// Serialises changes: one request in flight per station keeps the log in order.
     link: tokio::sync::Mutex<Link>,
     /// Read by `GET` without waiting for a change in flight.
     state: Mutex<ControlState>,
     /// Written only with `link` held (one change at a time), off the async threads.
     durable: Arc<Mutex<ControlLog>>,
+    /// A refused change could not be revoked: the log holds a change that never sounded, so no
+    /// further change is accepted until the server restarts (and the operator sees the alert).
+    log_poisoned: std::sync::atomic::AtomicBool,
     /// Wakes the synthesis thread so a change is scheduled at once, not at its next tick.
     waker: Option<Thread>,
     /// The REST endpoint's budget (WebSocket connections each have their own).
@@ -208,6 +214,7 @@ impl StationControl {
             epoch: setup.log.epoch().clone(),
             lead_frames: setup.lead_frames,
             retain_frames: setup.retain_frames,
+            live_position: setup.live_position,
             link: tokio::sync::Mutex::new(Link { outbox, next_id: 1 }),
             state: Mutex::new(ControlState {
                 params,
@@ -215,6 +222,7 @@ impl StationControl {
                 planner,
             }),
             durable: Arc::new(Mutex::new(setup.log)),
+            log_poisoned: std::sync::atomic::AtomicBool::new(false),
             waker,
             rest_bucket: Mutex::new(TokenBucket::for_control()),
             metrics,
@@ -251,7 +259,7 @@ impl StationControl {
     /// # Errors
     /// [`ControlError`]; nothing was applied.
     pub async fn handle(
-        &self,
+        self: &Arc<Self>,
         access: &ControlAccess,
         peer: IpAddr,
         token: Option<&str>,
@@ -275,7 +283,7 @@ impl StationControl {
                 params.remove(field);
             }
             let change = ParamChange::from_json(&params)?;
-            self.apply(&change).await
+            self.apply(change).await
         }
         .await;
         let result = match &outcome {
@@ -294,8 +302,20 @@ impl StationControl {
     /// [`ControlError::Busy`], [`ControlError::Unavailable`] when the synthesis thread cannot
     /// take it; [`ControlError::LogUnavailable`] when it cannot be made durable. Nothing was
     /// applied in every case.
-    pub async fn apply(&self, change: &ParamChange) -> Result<ControlAck, ControlError> {
+    pub async fn apply(self: &Arc<Self>, change: ParamChange) -> Result<ControlAck, ControlError> {
+        // Runs to its end even when the caller goes away (a client that disconnects mid-change):
+        // a change made durable must be placed or revoked, and its reply recorded.
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.apply_to_completion(&change).await })
+            .await
+            .unwrap_or(Err(ControlError::Unavailable))
+    }
+
+    async fn apply_to_completion(&self, change: &ParamChange) -> Result<ControlAck, ControlError> {
         let mut link = self.link.lock().await;
+        if self.log_poisoned.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(ControlError::LogUnavailable);
+        }
         self.drain_replies(&mut link);
         let not_before = self.live_edge_frames() + self.lead_frames;
         let (entry, planned) = {
@@ -356,9 +376,20 @@ impl StationControl {
         }
     }
 
-    /// The next position the pacer releases, by the wall clock (stream position 0 is the Unix
-    /// epoch), in frames.
+    /// The next position the pacer releases, in frames: by the wall clock (stream position 0 is
+    /// the Unix epoch) or the pacer's own, whichever is further (before the first release, and
+    /// after a step of the wall clock back, the pacer's is).
     fn live_edge_frames(&self) -> u64 {
+        self.wall_clock_frames().max((self.live_position)())
+    }
+
+    /// The oldest position a listener can still be streaming: the nearer of the two clocks (after
+    /// a step of the wall clock forward, the pacer's).
+    fn oldest_live_frames(&self) -> u64 {
+        self.wall_clock_frames().min((self.live_position)())
+    }
+
+    fn wall_clock_frames(&self) -> u64 {
         (unix_nanos() as u128 * self.sample_rate as u128 / 1_000_000_000) as u64
     }
 
@@ -397,10 +428,19 @@ impl StationControl {
         }
     }
 
-    /// Marks a durable change that will never sound, so a replay leaves it out.
+    /// Marks a durable change that will never sound, so a replay leaves it out. When even that
+    /// cannot be written, the log no longer says what sounded: further changes are refused.
     async fn revoke(&self, entry: ControlEntry) {
-        // A failed revoke is counted and logged by `make_durable`; the caller's error stands.
-        let _ = self.make_durable(Durable::Revoke(entry.position)).await;
+        // The failure itself is counted and logged by `make_durable`; the caller's error stands.
+        if self
+            .make_durable(Durable::Revoke(entry.position))
+            .await
+            .is_err()
+        {
+            self.log_poisoned
+                .store(true, std::sync::atomic::Ordering::Release);
+            tracing::error!(station = %self.station, position = entry.position, "a refused change could not be revoked in the control log; no further changes until the log can be written and the server restarts");
+        }
     }
 
     /// Rewrites the log as the history still needed once it has grown past
@@ -409,7 +449,7 @@ impl StationControl {
         if self.lock_log().records() <= COMPACT_AFTER_RECORDS {
             return;
         }
-        let oldest_needed = self.live_edge_frames().saturating_sub(self.retain_frames);
+        let oldest_needed = self.oldest_live_frames().saturating_sub(self.retain_frames);
         let kept: Vec<ControlEntry> = {
             let mut state = self.lock_state();
             let mut history = match Timeline::from_log(
@@ -515,15 +555,17 @@ mod tests {
                 recovered: None,
                 lead_frames: 24_000,
                 retain_frames: 48_000,
+                live_position: Box::new(|| 0),
             },
             outbox,
             None,
         )
+        .map(Arc::new)
         .unwrap();
         let mut body = Map::new();
         body.insert("bpm".into(), Value::from(150));
         let change = ParamChange::from_json(&body).unwrap();
-        let refused = control.apply(&change).await.unwrap_err();
+        let refused = control.apply(change).await.unwrap_err();
         assert_eq!(refused, ControlError::LogUnavailable);
         assert_eq!(refused.code(), ErrorCode::Unavailable);
         // Nothing reached the synthesis thread, and the station's state is unchanged.

@@ -254,10 +254,11 @@ impl ControlLog {
         let valid = valid_prefix(&identity, &entries);
         let mut damage = scan.damage;
         if valid < entries.len() {
+            // Entries that do not replay may have sounded: always a new epoch.
             entries.truncate(valid);
-            damage.get_or_insert(Damage {
+            damage = Some(Damage {
                 kind: Recovery::Corrupt,
-                at: scan.good_end,
+                at: damage.map_or(scan.good_end, |d| d.at),
             });
         }
         if entries.is_empty() {
@@ -545,8 +546,16 @@ fn scan(bytes: &[u8]) -> Scan {
                             epoch,
                         });
                     }
-                    // A log must start with its header, and has only one.
-                    (None, _) | (Some(_), Record::Header { .. }) => return result,
+                    // A log must start with its header...
+                    (None, _) => return result,
+                    // ...and has only one: a second is damage (later records are not trusted).
+                    (Some(_), Record::Header { .. }) => {
+                        result.damage = Some(Damage {
+                            kind: Recovery::Corrupt,
+                            at,
+                        });
+                        return result;
+                    }
                     (Some(_), record) => result.records.push(record),
                 }
                 at += used;
@@ -554,6 +563,9 @@ fn scan(bytes: &[u8]) -> Scan {
                 continue;
             }
             Err(RecordError::Truncated) => Recovery::TornTail,
+            // A crash can leave the end of the file zero-filled (the size was extended, the data
+            // never written): a torn tail too, not damage.
+            Err(RecordError::Bad { .. }) if rest.iter().all(|b| *b == 0) => Recovery::TornTail,
             // A bad checksum on the very last record is a torn write (its length arrived, its
             // body did not); anywhere else it is damage.
             Err(RecordError::Bad { len }) if at + RECORD_PREFIX + len == bytes.len() => {
@@ -790,6 +802,27 @@ mod tests {
         let (_, changed) = ControlLog::open(&path, other, start()).unwrap();
         assert_eq!(changed.recovery.unwrap().0, Recovery::ConfigChanged);
         assert_eq!(changed.entries.len(), 1);
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_torn_and_a_second_header_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, all) = written(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0; 4096]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, zeroed) = ControlLog::open(&path, identity(), start()).unwrap();
+        assert_eq!(zeroed.recovery.unwrap().0, Recovery::TornTail);
+        assert_eq!(zeroed.entries, all);
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        encode_record(&header_record(&identity(), &Epoch::fresh()), &mut bytes);
+        encode_record(&Record::Entry { entry: all[1] }, &mut bytes);
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, doubled) = ControlLog::open(&path, identity(), start()).unwrap();
+        assert_eq!(doubled.recovery.unwrap().0, Recovery::Corrupt);
+        assert_eq!(doubled.entries, all, "what came before the second header");
+        assert!(!doubled.continued);
     }
 
     #[test]

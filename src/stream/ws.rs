@@ -532,7 +532,13 @@ fn next_frame(
                     why: DisconnectReason::PersistentLag,
                 });
             }
-            Ok(newest.map(|frame| (frame, FLAG_DISCONTINUITY)))
+            // The newest can be one already sent (a resume sends up to the newest retained).
+            let unsent = newest.filter(|frame| {
+                delivery
+                    .last_sequence
+                    .is_none_or(|last| frame.sequence > last)
+            });
+            Ok(unsent.map(|frame| (frame, FLAG_DISCONTINUITY)))
         }
         Err(broadcast::error::RecvError::Closed) => Err(Closing::Send {
             code: close_code::GOING_AWAY,

@@ -59,6 +59,10 @@ pub enum PlaceError {
     /// The position is already rendered, or older than the newest segment.
     #[error("the position is already rendered")]
     Past,
+    /// The position is not a bar line of the newest segment (the plan was made on another
+    /// timeline).
+    #[error("the position is not on the bar grid")]
+    OffGrid,
 }
 
 /// A station's segments, oldest first.
@@ -256,6 +260,9 @@ impl Timeline {
             Ok(())
         } else if entry.position < last.origin() {
             Err(PlaceError::Past)
+        } else if last.next_bar_line(entry.position) != (entry.position, entry.bar) {
+            // Planned on another bar grid than this timeline's: a log that would not replay.
+            Err(PlaceError::OffGrid)
         } else if self.segments.len() == self.segments.capacity() {
             Err(PlaceError::Full)
         } else {
@@ -291,7 +298,9 @@ impl Timeline {
             .saturating_sub(1);
         let score = &segments[current];
         table.mix = score.mix();
-        if current > 0 {
+        // Only while the glide still reaches into this block: after it, the mix is the segment's
+        // own (so a timeline that dropped the segment before renders the same samples).
+        if current > 0 && score.origin() + u64::from(self.ramp_frames) > start {
             table.mix.previous_gain = segments[current - 1].params().master_gain;
             table.mix.ramp_onset = score.origin() as i64 - start as i64;
             table.mix.ramp_frames = self.ramp_frames;
