@@ -4,6 +4,7 @@
 
 import http from "node:http";
 import crypto from "node:crypto";
+import { wsParser } from "./ws-frames.mjs";
 
 /**
  * Opens `ws://127.0.0.1:PORT/PATH`. Resolves to `{ next(ms), send(message), close() }`: next()
@@ -27,35 +28,13 @@ export function connect(port, path) {
         if (w) w.resolve(m);
         else queue.push(m);
       };
-      let buf = head;
       let ended = false;
-      const parse = () => {
-        for (;;) {
-          if (buf.length < 2) return;
-          const opcode = buf[0] & 0x0f;
-          let len = buf[1] & 0x7f;
-          let off = 2;
-          if (len === 126) {
-            if (buf.length < 4) return;
-            len = buf.readUInt16BE(2);
-            off = 4;
-          } else if (len === 127) {
-            if (buf.length < 10) return;
-            len = Number(buf.readBigUInt64BE(2));
-            off = 10;
-          }
-          if (buf.length < off + len) return;
-          const payload = buf.subarray(off, off + len);
-          buf = buf.subarray(off + len);
-          if (opcode === 1) push(JSON.parse(payload.toString()));
-          else if (opcode === 2) push(Buffer.from(payload));
-          else if (opcode === 8) push({ close: payload.length >= 2 ? payload.readUInt16BE(0) : 1005 });
-        }
-      };
-      sock.on("data", (d) => {
-        buf = Buffer.concat([buf, d]);
-        parse();
+      const feed = wsParser((opcode, payload) => {
+        if (opcode === 1) push(JSON.parse(payload.toString()));
+        else if (opcode === 2) push(Buffer.from(payload));
+        else if (opcode === 8) push({ close: payload.length >= 2 ? payload.readUInt16BE(0) : 1005 });
       });
+      sock.on("data", feed);
       const gone = () => {
         if (ended) return;
         ended = true;
@@ -63,7 +42,7 @@ export function connect(port, path) {
       };
       sock.on("close", gone);
       sock.on("error", gone);
-      parse();
+      feed(head);
       resolve({
         next(ms = 2000) {
           if (queue.length) return Promise.resolve(queue.shift());
