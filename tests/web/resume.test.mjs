@@ -9,6 +9,7 @@ import { CatchUp, JitterPolicy, backlogLimitMs } from "../../web/jitter.js";
 import { Ring, createRingStorage, fadeIn } from "../../web/ring.js";
 import { healthView, ageText, NETWORK_CELLS } from "../../web/health.js";
 import { encodeFrame, decodeFrame, FLAG_RESUMED, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL } from "../../web/protocol.js";
+import { loadWorklet } from "./worklet-scope.mjs";
 
 const EPOCH = "0123456789abcdef";
 
@@ -334,19 +335,7 @@ test("the jitter target does not learn from a resumed burst", () => {
 // ---- the splice: no click
 
 // The AudioWorklet scope, as in worklet.test.mjs.
-globalThis.sampleRate = 48000;
-globalThis.currentFrame = 0;
-globalThis.AudioWorkletProcessor = class {
-  constructor() {
-    this.port = { sent: [], onmessage: null };
-    this.port.postMessage = (m) => this.port.sent.push(m);
-  }
-};
-let Processor = null;
-globalThis.registerProcessor = (_name, cls) => {
-  Processor = cls;
-};
-await import("../../web/worklet.js");
+const { Processor } = await loadWorklet();
 
 test("a dropped chunk leaves a faded splice, not a click", () => {
   const storage = createRingStorage(131072, false);

@@ -2,22 +2,11 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { Ring, createRingStorage } from "../../web/ring.js";
+import { loadWorklet } from "./worklet-scope.mjs";
 
 // ---- AudioWorkletGlobalScope stand-in
-globalThis.sampleRate = 48000;
-globalThis.currentFrame = 0;
-globalThis.AudioWorkletProcessor = class {
-  constructor() {
-    this.port = { sent: [], onmessage: null };
-    this.port.postMessage = (m) => this.port.sent.push(m);
-  }
-};
-let Processor = null;
-globalThis.registerProcessor = (name, cls) => {
-  assert.equal(name, "auralis-player");
-  Processor = cls;
-};
-await import("../../web/worklet.js");
+const { name, Processor } = await loadWorklet();
+assert.equal(name, "auralis-player");
 
 const QUANTUM = 128;
 
