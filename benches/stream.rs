@@ -6,6 +6,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use auralis::codec::{CodecSettings, PcmFormat, StationEncoders};
+use auralis::mount::MountPages;
 use auralis::stream::hub::{Frame, StationHub};
 use auralis::stream::protocol::{
     encode_frame, frame_with_payload, Codec, CodecFrames, FrameHeader, StreamFormat,
@@ -141,11 +142,14 @@ fn fan_out(c: &mut Criterion) {
             b.iter(|| {
                 sequence += 1;
                 k = (k + 1) % chunks.len();
+                let position = sequence * CHUNK_FRAMES as u64;
+                let frames = encode_all(&mut encoders, &mut scratch, &chunks[k]);
                 hub.publish(Frame {
                     sequence,
-                    position: sequence * CHUNK_FRAMES as u64,
+                    position,
                     flags: 0,
-                    frames: encode_all(&mut encoders, &mut scratch, &chunks[k]),
+                    mounts: MountPages::build(&hub.mount, sequence, position, &frames),
+                    frames,
                     popped_at: runtime.block_on(async { tokio::time::Instant::now() }),
                 });
                 for (i, rx) in receivers.iter_mut().enumerate() {

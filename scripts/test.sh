@@ -24,9 +24,10 @@ done
 # `jack` PCM plugin (libasound_module_pcm_jack.so) that routes the listener into that sink;
 # mesa-vulkan-drivers: lavapipe, the Vulkan driver on the CPU that the GPU renderer's tests run on
 # where no GPU exists; cmake: builds the bundled libopus; ffmpeg: the independent Opus decoder the
-# codec tests check the stream against. (python3, which reads the advisory snapshot, comes with the machine's
+# codec tests check the stream against, and ffprobe, which reads the HTTP mounts; mpv: a standard
+# player the mount tests play the live Ogg Opus stream with. (python3, which reads the advisory snapshot, comes with the machine's
 # toolchain image.)
-packages=(cmake ffmpeg curl chromium prometheus prometheus-alertmanager libasound2-dev libasound2-plugins pkg-config jackd2 mesa-vulkan-drivers)
+packages=(cmake ffmpeg mpv curl chromium prometheus prometheus-alertmanager libasound2-dev libasound2-plugins pkg-config jackd2 mesa-vulkan-drivers)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

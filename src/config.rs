@@ -244,6 +244,9 @@ pub struct Config {
     pub resume_window_ms: u32,
     /// Resumes a station accepts per second (five seconds' worth at once).
     pub max_resumes_per_second: u32,
+    /// Chunks an HTTP mount listener gets at once on joining, the newest ones (Icecast's
+    /// burst-on-connect; at least 1, at most the resume window).
+    pub mount_burst_chunks: usize,
 }
 
 impl Default for Config {
@@ -283,6 +286,7 @@ impl Default for Config {
             state_dir: None,
             resume_window_ms: 8_000,
             max_resumes_per_second: 200,
+            mount_burst_chunks: 1,
         }
     }
 }

@@ -28,6 +28,8 @@ use crate::edge::slots::{ListenerSlot, SlotError};
 use crate::edge::tokens::{now_unix, Scope, TokenError};
 use crate::edge::{EdgeGuards, Rejection};
 use crate::labels::ErrorCode;
+use crate::mount::serve::MountSession;
+use crate::mount::Mount;
 use crate::stream::hub::StationHub;
 use crate::stream::ws::{self, ListenerSettings, ResumeRequest, Session};
 use crate::synth::gpu::AdapterSummary;
@@ -158,6 +160,8 @@ pub enum AppError {
     TooManyLiveStreams,
     #[error("{0}")]
     BadResume(String),
+    #[error("{0}")]
+    UnknownMount(String),
 }
 
 /// Most `/api/live` streams open at once (each is a dashboard tab).
@@ -204,6 +208,7 @@ impl IntoResponse for AppError {
             ),
             AppError::TooManyLiveStreams => (StatusCode::SERVICE_UNAVAILABLE, "too_many_streams"),
             AppError::BadResume(_) => (StatusCode::BAD_REQUEST, "invalid_resume"),
+            AppError::UnknownMount(_) => (StatusCode::NOT_FOUND, "unknown_mount"),
             AppError::Control(e) => {
                 let status = match e {
                     ControlError::Access(AccessError::RemoteNeedsToken) => StatusCode::FORBIDDEN,
@@ -267,6 +272,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/stations", get(stations))
         .route("/api/live", get(live))
         .route("/dashboard", get(dashboard_page))
+        .route("/stations/{file}", get(mount_stream).head(mount_head))
         .route(
             "/api/stations/{station}/control",
             get(control_state)
@@ -448,6 +454,159 @@ fn upgrade_listener(
         }))
 }
 
+#[derive(Deserialize)]
+struct MountQuery {
+    /// A listen token, for players that cannot set headers.
+    token: Option<String>,
+}
+
+/// The station and mount a file name (`NAME.opus`, `NAME.flac`) names.
+///
+/// # Errors
+/// [`AppError::UnknownStation`], or [`AppError::UnknownMount`] for an extension that is not a
+/// mount or a mount whose codec the station does not offer.
+fn mount_target<'a>(state: &'a AppState, file: &str) -> Result<(&'a Station, Mount), AppError> {
+    let (name, extension) = file.rsplit_once('.').ok_or_else(|| {
+        AppError::UnknownMount(format!(
+            "{:?} names no mount: ask for NAME.opus or NAME.flac",
+            shown(file)
+        ))
+    })?;
+    let station = state.station(Some(name))?;
+    let mount = Mount::from_extension(extension).ok_or_else(|| {
+        AppError::UnknownMount(format!(
+            "no mount of type {:?}; this station has {}",
+            shown(extension),
+            mount_list(&station.hub)
+        ))
+    })?;
+    if station.hub.codec_setup(mount.codec()).is_none() {
+        return Err(AppError::UnknownMount(format!(
+            "station {} does not offer {}; it has {}",
+            station.hub.name,
+            mount.codec(),
+            mount_list(&station.hub)
+        )));
+    }
+    Ok((station, mount))
+}
+
+/// At most 32 characters of a client's text, for an error message.
+fn shown(text: &str) -> String {
+    text.chars().take(32).collect()
+}
+
+/// The mounts a station has, for `/api/stations` and error messages.
+fn mounts_of(hub: &StationHub) -> Vec<Mount> {
+    Mount::ALL
+        .into_iter()
+        .filter(|m| hub.codec_setup(m.codec()).is_some())
+        .collect()
+}
+
+fn mount_list(hub: &StationHub) -> String {
+    let list: Vec<String> = mounts_of(hub)
+        .into_iter()
+        .map(|m| format!("/stations/{}.{}", hub.name, m.extension()))
+        .collect();
+    if list.is_empty() {
+        "no HTTP mounts".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// The headers of a mount's response: the stream's type, Icecast's `icy-*` names, no caching, and
+/// CORS for an origin the policy admitted.
+fn mount_headers(hub: &StationHub, mount: Mount, request: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(mount.content_type()),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+    if let Ok(name) = HeaderValue::from_str(&hub.name) {
+        headers.insert("icy-name", name);
+    }
+    let described = match hub.codec_setup(mount.codec()).and_then(|s| s.bitrate) {
+        Some(bitrate) => {
+            if let Ok(kbps) = HeaderValue::from_str(&(bitrate / 1000).to_string()) {
+                headers.insert("icy-br", kbps);
+            }
+            format!(
+                "Auralis generative music, Ogg Opus {} kbit/s",
+                bitrate / 1000
+            )
+        }
+        None => "Auralis generative music, FLAC lossless".to_string(),
+    };
+    if let Ok(description) = HeaderValue::from_str(&described) {
+        headers.insert("icy-description", description);
+    }
+    headers.insert("icy-pub", HeaderValue::from_static("0"));
+    // The origin policy already admitted this origin (admit refuses the others).
+    if let Some(origin) = request.get(header::ORIGIN) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    headers
+}
+
+/// `GET /stations/{name}.{opus,flac}`: the live stream for standard players.
+async fn mount_stream(
+    State(state): State<Arc<AppState>>,
+    Path(file): Path<String>,
+    Query(query): Query<MountQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let requested_at = Instant::now();
+    let (station, mount) = mount_target(&state, &file)?;
+    let slot = admit(&state, query.token.as_deref(), &headers, peer)?;
+    let session = MountSession {
+        station: Arc::clone(&station.hub),
+        mount,
+        requested_at,
+    };
+    // One chunk in flight: a player that stops reading holds up the next write at once.
+    let (body_tx, mut body_rx) = mpsc::channel::<Bytes>(1);
+    let settings = state.listener;
+    let shutdown = state.shutdown.clone();
+    let done = state.listener_done.clone();
+    tracing::debug!(%peer, station = %station.hub.name, mount = mount.extension(), "mount listener joined");
+    tokio::spawn(async move {
+        let _done = done;
+        let _slot = slot;
+        crate::mount::serve::serve(body_tx, session, settings, shutdown).await;
+    });
+    let body = futures_util::stream::poll_fn(move |cx| {
+        body_rx
+            .poll_recv(cx)
+            .map(|bytes| bytes.map(Ok::<_, Infallible>))
+    });
+    let response_headers = mount_headers(&station.hub, mount, &headers);
+    Ok((response_headers, axum::body::Body::from_stream(body)).into_response())
+}
+
+/// `HEAD /stations/{name}.{opus,flac}`: what a `GET` would answer, without the stream.
+async fn mount_head(
+    State(state): State<Arc<AppState>>,
+    Path(file): Path<String>,
+    Query(query): Query<MountQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let (station, mount) = mount_target(&state, &file)?;
+    // The same checks as a listener; the slot is given back at once.
+    drop(admit(&state, query.token.as_deref(), &headers, peer)?);
+    Ok(mount_headers(&station.hub, mount, &headers).into_response())
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
     let handle = state.metrics.as_ref().ok_or(AppError::MetricsDisabled)?;
     for station in &state.stations {
@@ -557,6 +716,9 @@ pub struct StationInfo {
     pub preset: Option<Preset>,
     /// Path of the station's WebSocket stream.
     pub stream: String,
+    /// Its HTTP mounts for standard players.
+    #[serde(default)]
+    pub mounts: Vec<MountInfo>,
     /// Path of its control endpoint.
     pub control: String,
     pub live: bool,
@@ -572,6 +734,16 @@ pub struct StationInfo {
     pub resume_window_chunks: usize,
     /// The newest music parameters.
     pub params: MusicParams,
+}
+
+/// One HTTP mount in `GET /api/stations`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// Path of the live stream (`/stations/NAME.opus`).
+    pub url: String,
+    pub content_type: String,
+    /// The station codec it carries.
+    pub codec: String,
 }
 
 /// `GET /api/stations` body.
@@ -594,6 +766,14 @@ async fn stations(State(state): State<Arc<AppState>>) -> Json<StationList> {
                 seed: s.hub.seed,
                 preset: snapshot.preset,
                 stream: format!("/ws/{}", s.hub.name),
+                mounts: mounts_of(&s.hub)
+                    .into_iter()
+                    .map(|m| MountInfo {
+                        url: format!("/stations/{}.{}", s.hub.name, m.extension()),
+                        content_type: m.content_type().to_string(),
+                        codec: m.codec().name().to_string(),
+                    })
+                    .collect(),
                 control: format!("/api/stations/{}/control", s.hub.name),
                 live: s.hub.is_live(),
                 listeners: s.hub.stats.listeners.load(Ordering::Relaxed),

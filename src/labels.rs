@@ -127,6 +127,28 @@ impl Rejection {
     }
 }
 
+/// How a listener is connected: the `transport` label of the listener series
+/// (`auralis_ws_connections`, `auralis_ws_connections_total`, `auralis_ws_disconnections_total`,
+/// `auralis_ws_chunks_dropped_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Auralis' own protocol over WebSocket (`/ws/{station}`).
+    WebSocket,
+    /// A plain HTTP mount for standard players (`/stations/{name}.opus`, `.flac`).
+    Http,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 2] = [Transport::WebSocket, Transport::Http];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Http => "http",
+        }
+    }
+}
+
 /// Why a listener's connection ended: the `reason` label of `auralis_ws_disconnections_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DisconnectReason {

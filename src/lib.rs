@@ -19,6 +19,7 @@ pub mod http;
 pub mod labels;
 pub mod listen;
 pub mod load;
+pub mod mount;
 pub mod pipeline;
 pub mod render;
 pub mod server;

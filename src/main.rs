@@ -181,6 +181,11 @@ struct ServeArgs {
     /// Chunks a listener may fall behind before it skips to the live edge.
     #[arg(long, env = "AURALIS_LISTENER_QUEUE_CHUNKS", default_value_t = 16)]
     listener_queue_chunks: usize,
+    /// Chunks an HTTP mount listener (`/stations/NAME.opus`) gets at once on joining, the newest
+    /// ones; more fills a player's buffer faster at the cost of latency.
+    #[arg(long, env = "AURALIS_MOUNT_BURST_CHUNKS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    mount_burst_chunks: u64,
     /// Kernel send buffer per listener socket in bytes (0: leave to the kernel).
     #[arg(long, env = "AURALIS_TCP_SEND_BUFFER", default_value_t = 64 * 1024)]
     tcp_send_buffer: usize,
@@ -392,6 +397,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         buffer_ms: args.buffer_ms,
         backend: args.audio.backend,
         listener_queue_chunks: args.listener_queue_chunks,
+        mount_burst_chunks: args.mount_burst_chunks as usize,
         send_timeout: Duration::from_millis(args.send_timeout_ms),
         tcp_send_buffer_bytes: (args.tcp_send_buffer > 0).then_some(args.tcp_send_buffer),
         max_client_message_bytes: args.max_message_bytes,

@@ -350,6 +350,7 @@ fn app_state(
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
             max_lag_skips_per_minute: config.max_lag_skips_per_minute,
+            mount_burst_chunks: config.mount_burst_chunks,
         },
         config.max_client_message_bytes,
         config.sample_rate,
@@ -694,7 +695,7 @@ const CONTROL_DURABLE_MARGIN_MS: u64 = 100;
 fn spawn_backfill(backfill: Backfill, hub: Arc<StationHub>) {
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        match backfill::render(&backfill, &hub.metrics) {
+        match backfill::render(&backfill, &hub.metrics, &hub.mount) {
             Ok(frames) => {
                 tracing::info!(
                     station = %hub.name,

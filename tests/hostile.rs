@@ -112,7 +112,9 @@ fn client_errors(metrics: &str, station: &str, reason: &str) -> f64 {
 fn disconnections(metrics: &str, station: &str, reason: &str) -> f64 {
     counter(
         metrics,
-        &format!("auralis_ws_disconnections_total{{station=\"{station}\",reason=\"{reason}\"}}"),
+        &format!(
+            "auralis_ws_disconnections_total{{station=\"{station}\",reason=\"{reason}\",transport=\"websocket\"}}"
+        ),
     )
 }
 
@@ -638,7 +640,7 @@ async fn a_listener_that_keeps_falling_behind_is_disconnected() {
     assert!(
         counter(
             &metrics,
-            "auralis_ws_chunks_dropped_total{station=\"h-lag\",reason=\"lagged\"}"
+            "auralis_ws_chunks_dropped_total{station=\"h-lag\",reason=\"lagged\",transport=\"websocket\"}"
         ) >= 3.0
     );
 }

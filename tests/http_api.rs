@@ -87,7 +87,10 @@ async fn metrics_cover_every_stage_with_help_text() {
     let bytes = metric_value(&text, "auralis_ws_bytes_sent_total{station=\"metrics\"}").unwrap();
     assert!(bytes >= sent * 19_256.0, "bytes {bytes}");
     assert_eq!(
-        metric_value(&text, "auralis_ws_connections{station=\"metrics\"}"),
+        metric_value(
+            &text,
+            "auralis_ws_connections{station=\"metrics\",transport=\"websocket\"}"
+        ),
         Some(1.0)
     );
     assert_eq!(
@@ -95,7 +98,7 @@ async fn metrics_cover_every_stage_with_help_text() {
         Some(1.0)
     );
     // No per-client labels anywhere: only station, backend, reason, result, field, codec,
-    // outcome and version.
+    // outcome, transport and version.
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && l.contains('{'))
@@ -105,8 +108,16 @@ async fn metrics_cover_every_stage_with_help_text() {
             let key = pair.split('=').next().unwrap();
             assert!(
                 [
-                    "station", "backend", "reason", "result", "field", "codec", "outcome",
-                    "version", "le"
+                    "station",
+                    "backend",
+                    "reason",
+                    "result",
+                    "field",
+                    "codec",
+                    "outcome",
+                    "transport",
+                    "version",
+                    "le"
                 ]
                 .contains(&key),
                 "unexpected label {key} in {line}"

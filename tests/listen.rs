@@ -288,7 +288,7 @@ async fn a_server_restart_is_survived_by_resuming_with_nothing_missing() {
     // The listener is connected and has been sent a second of audio before the restart.
     wait_for_metric(
         &server,
-        "auralis_ws_connections{station=\"listen-restart\"}",
+        "auralis_ws_connections{station=\"listen-restart\",transport=\"websocket\"}",
         1.0,
     )
     .await;

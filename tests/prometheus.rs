@@ -198,7 +198,9 @@ async fn a_real_prometheus_scrapes_quantiles_and_evaluates_every_rule() {
     }
     assert_eq!(
         prometheus
-            .number(&format!("auralis_ws_connections{{station=\"{STATION}\"}}"))
+            .number(&format!(
+                "sum(auralis_ws_connections{{station=\"{STATION}\"}})"
+            ))
             .await,
         1.0
     );

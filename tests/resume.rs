@@ -548,7 +548,7 @@ async fn the_load_harness_reconnects_and_resumes_every_listener_across_a_restart
     // Every listener is streaming; then the server restarts under them.
     wait_for_metric(
         &server,
-        &format!("auralis_ws_connections{{station=\"{station}\"}}"),
+        &format!("auralis_ws_connections{{station=\"{station}\",transport=\"websocket\"}}"),
         8.0,
     )
     .await;

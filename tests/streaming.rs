@@ -227,7 +227,7 @@ async fn an_oversized_message_is_refused_with_1009_and_others_keep_streaming() {
     assert_eq!(
         metric_value(
             &metrics,
-            "auralis_ws_disconnections_total{station=\"oversized\",reason=\"message_too_big\"}"
+            "auralis_ws_disconnections_total{station=\"oversized\",reason=\"message_too_big\",transport=\"websocket\"}"
         ),
         Some(1.0)
     );
@@ -288,7 +288,7 @@ async fn a_listener_that_pauses_skips_to_the_live_edge_without_hurting_others() 
     let metrics = server.metrics().await;
     let dropped = metric_value(
         &metrics,
-        "auralis_ws_chunks_dropped_total{station=\"lagging\",reason=\"lagged\"}",
+        "auralis_ws_chunks_dropped_total{station=\"lagging\",reason=\"lagged\",transport=\"websocket\"}",
     )
     .unwrap();
     assert!(dropped >= 3.0, "dropped {dropped}");
@@ -305,7 +305,7 @@ async fn a_listener_that_stops_reading_is_disconnected_and_others_see_no_gap() {
     let _stalled = server.connect_small_buffer("/ws").await; // never read
     let frames = audio_frames(&mut healthy, 25).await;
     assert_contiguous(&frames);
-    let series = "auralis_ws_disconnections_total{station=\"stalled\",reason=\"send_timeout\"}";
+    let series = "auralis_ws_disconnections_total{station=\"stalled\",reason=\"send_timeout\",transport=\"websocket\"}";
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         if metric_value(&server.metrics().await, series) == Some(1.0) {
@@ -466,7 +466,7 @@ async fn a_client_close_is_answered_with_a_close_frame() {
     }
     wait_for_metric(
         &server,
-        "auralis_ws_disconnections_total{station=\"closing\",reason=\"client_closed\"}",
+        "auralis_ws_disconnections_total{station=\"closing\",reason=\"client_closed\",transport=\"websocket\"}",
         1.0,
     )
     .await;

@@ -58,7 +58,7 @@ async fn a_known_send_delay_shows_in_the_jitter_histogram() {
     drop(ws);
     wait_for_metric(
         &server,
-        "auralis_ws_connections{station=\"jitter-truth\"}",
+        "auralis_ws_connections{station=\"jitter-truth\",transport=\"websocket\"}",
         0.0,
     )
     .await;

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::clock::unix_nanos;
 use crate::codec::{Codec, CodecError, CodecSettings, PcmFormat, StationEncoders};
+use crate::mount::{MountPages, MountStream};
 use crate::stream::hub::Frame;
 use crate::stream::protocol::{frame_with_payload, CodecFrames, FrameHeader};
 use crate::synth::timeline::LogError;
@@ -45,11 +46,16 @@ pub enum BackfillError {
 
 /// Renders and encodes every chunk of `from .. until`, oldest first, as the pacer would have
 /// released them (flags clear; the time fields say when they were rendered again). Each chunk's
-/// render and encode time goes to `auralis_resume_render_seconds`.
+/// render and encode time goes to `auralis_resume_render_seconds`. `mount` numbers the chunks'
+/// HTTP mount pages.
 ///
 /// # Errors
 /// [`BackfillError`] when the history is not a timeline or an encoder cannot start.
-pub fn render(plan: &Backfill, metrics: &StationMetrics) -> Result<Vec<Frame>, BackfillError> {
+pub fn render(
+    plan: &Backfill,
+    metrics: &StationMetrics,
+    mount: &MountStream,
+) -> Result<Vec<Frame>, BackfillError> {
     let chunk = u64::from(plan.format.frames_per_chunk);
     let timeline = Timeline::from_log(plan.seed, plan.format.sample_rate, &plan.history)?;
     let mut synth = Synth::new(timeline, chunk as usize);
@@ -91,6 +97,7 @@ pub fn render(plan: &Backfill, metrics: &StationMetrics) -> Result<Vec<Frame>, B
                 sequence: header.sequence,
                 position,
                 flags: 0,
+                mounts: MountPages::build(mount, header.sequence, position, &encoded),
                 frames: encoded,
                 popped_at: tokio::time::Instant::now(),
             });

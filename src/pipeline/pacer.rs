@@ -16,6 +16,7 @@ use super::ring::{ChunkConsumer, RenderedChunk};
 use super::synthesis::SynthesisShared;
 use crate::clock::unix_nanos;
 use crate::codec::{Codec, StationEncoders};
+use crate::mount::MountPages;
 use crate::stream::hub::{Frame, StationHub};
 use crate::stream::protocol::{
     frame_with_payload, CodecFrames, FrameHeader, FLAG_DISCONTINUITY, FLAG_UNDERRUN_FILL,
@@ -245,6 +246,7 @@ impl Pacer {
             sequence: header.sequence,
             position: header.position,
             flags: header.flags,
+            mounts: MountPages::build(&hub.mount, header.sequence, header.position, &frames),
             frames,
             popped_at: now,
         };

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::protocol::{CodecFrames, StreamFormat};
 use crate::codec::{Codec, CodecSetup};
 use crate::control::TokenBucket;
+use crate::mount::{MountPages, MountStream};
 use crate::state::Epoch;
 use crate::synth::Backend;
 use crate::telemetry::live::LiveStats;
@@ -35,6 +36,8 @@ pub struct Frame {
     pub flags: u16,
     /// Header and payload for each codec the station offers, ready to send.
     pub frames: CodecFrames,
+    /// The chunk as each HTTP mount streams it (an Ogg page, FLAC frames).
+    pub mounts: MountPages,
     /// When the pacer popped the chunk off the ring (start of delivery latency).
     pub popped_at: Instant,
 }
@@ -73,6 +76,8 @@ pub struct StationHub {
     /// What the station offers, its default first, with what each decoder needs.
     pub codecs: Vec<CodecSetup>,
     pub chunk_ms: u32,
+    /// What every Ogg page of the station's mounts shares (serial number, title).
+    pub mount: MountStream,
     pub ring_capacity_chunks: usize,
     pub metrics: StationMetrics,
     pub stats: StationStats,
@@ -146,6 +151,13 @@ impl StationHub {
             / u64::from(format.sample_rate.max(1))) as u32;
         let metrics = StationMetrics::new(&name, backend.as_str());
         let (sender, _) = broadcast::channel(queue_chunks.max(1));
+        let resume = ResumeSettings::default();
+        let mount = MountStream::new(
+            &name,
+            resume.epoch.as_str(),
+            format.sample_rate,
+            format.frames_per_chunk,
+        );
         Self {
             name,
             seed,
@@ -153,6 +165,7 @@ impl StationHub {
             format,
             codecs,
             chunk_ms,
+            mount,
             ring_capacity_chunks,
             metrics,
             stats: StationStats::default(),
@@ -161,7 +174,7 @@ impl StationHub {
             created: Instant::now(),
             sender,
             retained: Mutex::new(VecDeque::with_capacity(1)),
-            resume: ResumeSettings::default(),
+            resume,
             backfilled: watch::Sender::new(true),
             resume_bucket: Mutex::new(TokenBucket::new(1, 1.0)),
         }
@@ -172,6 +185,12 @@ impl StationHub {
         self.retained = Mutex::new(VecDeque::with_capacity(resume.window_chunks.max(1)));
         self.backfilled = watch::Sender::new(!resume.backfill_pending);
         self.resume_bucket = Mutex::new(TokenBucket::new(resume.burst, resume.per_second));
+        self.mount = MountStream::new(
+            &self.name,
+            resume.epoch.as_str(),
+            self.format.sample_rate,
+            self.format.frames_per_chunk,
+        );
         self.resume = resume;
         self
     }

@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{timeout, Instant};
 
 use super::hub::{Frame, Retained, StationHub};
+use super::lag::{newest_frame, LagWindow};
 use super::protocol::{
     parse_client_message, with_flags, ClientMessage, ErrorCode, ResumeOutcome, ResumeReport,
     ServerMessage, FLAG_DISCONTINUITY, FLAG_RESUMED, PROTOCOL_VERSION,
@@ -25,6 +26,7 @@ use super::tally::DeliveryTally;
 use crate::clock::unix_nanos;
 use crate::codec::Codec;
 use crate::control::{ControlAccess, StationControl, TokenBucket};
+use crate::labels::Transport;
 use crate::shutdown::stopped;
 use crate::telemetry::metrics::DisconnectReason;
 
@@ -59,10 +61,9 @@ pub struct ListenerSettings {
     pub idle_timeout: Duration,
     /// Skips to the live edge allowed per minute before the listener is disconnected; 0: any.
     pub max_lag_skips_per_minute: u32,
+    /// Chunks an HTTP mount listener gets at once when it joins (the newest ones; at least 1).
+    pub mount_burst_chunks: usize,
 }
-
-/// The window over which lag skips are counted.
-const LAG_WINDOW: Duration = Duration::from_secs(60);
 
 /// Who is listening to what.
 #[derive(Clone)]
@@ -126,8 +127,8 @@ where
 {
     let hub = Arc::clone(&session.station);
     let metrics = &hub.metrics;
-    metrics.connections.increment(1.0);
-    metrics.connections_total.increment(1);
+    metrics.connections(Transport::WebSocket).increment(1.0);
+    metrics.connections_total(Transport::WebSocket).increment(1);
     hub.stats.listeners.fetch_add(1, Ordering::Relaxed);
     let connected = Instant::now();
 
@@ -142,8 +143,10 @@ where
     let reason = write_loop(sink, out_rx, &session, settings, shutdown, &activity).await;
     reader.abort();
 
-    metrics.connections.decrement(1.0);
-    metrics.disconnected(reason).increment(1);
+    metrics.connections(Transport::WebSocket).decrement(1.0);
+    metrics
+        .disconnected(Transport::WebSocket, reason)
+        .increment(1);
     metrics
         .connection_duration
         .record(connected.elapsed().as_secs_f64());
@@ -282,24 +285,6 @@ impl Activity {
     }
 }
 
-/// Lag skips within the current window, for the persistent-lag rule.
-struct LagWindow {
-    started: Instant,
-    skips: u32,
-}
-
-impl LagWindow {
-    /// Counts a skip; true when the listener has now skipped too often.
-    fn skipped(&mut self, now: Instant, allowed: u32) -> bool {
-        if now.saturating_duration_since(self.started) > LAG_WINDOW {
-            self.started = now;
-            self.skips = 0;
-        }
-        self.skips += 1;
-        allowed > 0 && self.skips > allowed
-    }
-}
-
 /// Per-listener delivery state for metrics.
 struct Delivery<'a> {
     /// The codec whose frames this listener gets.
@@ -330,10 +315,7 @@ where
         settings.ping_interval,
     );
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut lag = LagWindow {
-        started: Instant::now(),
-        skips: 0,
-    };
+    let mut lag = LagWindow::new(Instant::now());
     let mut delivery = Delivery {
         codec: session.codec,
         last_sequence: None,
@@ -521,7 +503,9 @@ fn next_frame(
         Err(broadcast::error::RecvError::Lagged(missed)) => {
             // Fell behind: jump to the newest frame and say so.
             let (newest, skipped) = newest_frame(frames);
-            hub.metrics.dropped_lagged.increment(missed + skipped);
+            hub.metrics
+                .dropped_lagged(Transport::WebSocket)
+                .increment(missed + skipped);
             hub.stats
                 .dropped
                 .fetch_add(missed + skipped, Ordering::Relaxed);
@@ -545,23 +529,6 @@ fn next_frame(
             reason: "station stopped",
             why: DisconnectReason::ServerShutdown,
         }),
-    }
-}
-
-/// Drains the receiver to its newest frame; returns it and how many older ones were skipped.
-fn newest_frame(frames: &mut broadcast::Receiver<Frame>) -> (Option<Frame>, u64) {
-    let mut newest = None;
-    let mut skipped = 0;
-    loop {
-        match frames.try_recv() {
-            Ok(frame) => {
-                if newest.replace(frame).is_some() {
-                    skipped += 1;
-                }
-            }
-            Err(broadcast::error::TryRecvError::Lagged(missed)) => skipped += missed,
-            Err(_) => return (newest, skipped),
-        }
     }
 }
 

@@ -14,7 +14,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::codec::Codec;
 pub use crate::labels::{ControlResult, DisconnectReason};
-use crate::labels::{ErrorCode, Rejection, ReportField, ResumeOutcome, FALLBACK_REASONS};
+use crate::labels::{
+    ErrorCode, Rejection, ReportField, ResumeOutcome, Transport, FALLBACK_REASONS,
+};
 use crate::state::Recovery;
 
 pub const SYNTHESIS_DURATION: &str = "auralis_synthesis_duration_seconds";
@@ -566,13 +568,14 @@ pub struct StationMetrics {
     pub delivery: Histogram,
     pub jitter: Histogram,
     pub startup: Histogram,
-    pub connections: Gauge,
-    pub connections_total: Counter,
+    /// Per transport, indexed by `Transport as usize`.
+    connections: [Gauge; Transport::ALL.len()],
+    connections_total: [Counter; Transport::ALL.len()],
     pub connection_duration: Histogram,
     pub chunks_sent: Counter,
     pub bytes_sent: Counter,
     pub send_errors: Counter,
-    pub dropped_lagged: Counter,
+    dropped_lagged: [Counter; Transport::ALL.len()],
     pub client_latency: Histogram,
     pub client_buffer: Histogram,
     pub client_underruns: Counter,
@@ -583,7 +586,7 @@ pub struct StationMetrics {
     pub codec_bytes_sent: [Counter; Codec::COUNT],
     pub client_decode_errors: [Counter; Codec::COUNT],
     client_reports_refused: [Counter; ReportField::ALL.len()],
-    disconnections: [Counter; DisconnectReason::ALL.len()],
+    disconnections: [[Counter; DisconnectReason::ALL.len()]; Transport::ALL.len()],
     client_errors: [Counter; ErrorCode::ALL.len()],
     resumes: [Counter; ResumeOutcome::ALL.len()],
     pub resume_chunks_sent: Counter,
@@ -594,8 +597,10 @@ impl StationMetrics {
     /// Registers every series of `station` (so they show up at zero before anything happens).
     pub fn new(station: &str, backend: &'static str) -> Self {
         let s = station.to_string();
-        let disconnections = DisconnectReason::ALL.map(|reason| {
-            counter!(WS_DISCONNECTIONS, "station" => s.clone(), "reason" => reason.as_str())
+        let disconnections = Transport::ALL.map(|transport| {
+            DisconnectReason::ALL.map(|reason| {
+                counter!(WS_DISCONNECTIONS, "station" => s.clone(), "reason" => reason.as_str(), "transport" => transport.as_str())
+            })
         });
         let client_errors = ErrorCode::ALL.map(
             |code| counter!(WS_CLIENT_ERRORS, "station" => s.clone(), "reason" => code.as_str()),
@@ -633,13 +638,19 @@ impl StationMetrics {
             delivery: histogram!(CHUNK_DELIVERY, "station" => s.clone()),
             jitter: histogram!(CHUNK_JITTER, "station" => s.clone()),
             startup: histogram!(STARTUP, "station" => s.clone()),
-            connections: gauge!(WS_CONNECTIONS, "station" => s.clone()),
-            connections_total: counter!(WS_CONNECTIONS_TOTAL, "station" => s.clone()),
+            connections: Transport::ALL.map(
+                |t| gauge!(WS_CONNECTIONS, "station" => s.clone(), "transport" => t.as_str()),
+            ),
+            connections_total: Transport::ALL.map(
+                |t| counter!(WS_CONNECTIONS_TOTAL, "station" => s.clone(), "transport" => t.as_str()),
+            ),
             connection_duration: histogram!(WS_CONNECTION_DURATION, "station" => s.clone()),
             chunks_sent: counter!(WS_CHUNKS_SENT, "station" => s.clone()),
             bytes_sent: counter!(WS_BYTES_SENT, "station" => s.clone()),
             send_errors: counter!(WS_SEND_ERRORS, "station" => s.clone()),
-            dropped_lagged: counter!(WS_CHUNKS_DROPPED, "station" => s.clone(), "reason" => "lagged"),
+            dropped_lagged: Transport::ALL.map(
+                |t| counter!(WS_CHUNKS_DROPPED, "station" => s.clone(), "reason" => "lagged", "transport" => t.as_str()),
+            ),
             client_latency: histogram!(CLIENT_LATENCY, "station" => s.clone()),
             client_buffer: histogram!(CLIENT_BUFFER, "station" => s.clone()),
             client_underruns: counter!(CLIENT_UNDERRUNS, "station" => s.clone()),
@@ -657,6 +668,9 @@ impl StationMetrics {
         for c in metrics
             .disconnections
             .iter()
+            .flatten()
+            .chain(&metrics.connections_total)
+            .chain(&metrics.dropped_lagged)
             .chain(&metrics.client_errors)
             .chain(&metrics.client_reports_refused)
             .chain(&metrics.fallbacks)
@@ -670,11 +684,9 @@ impl StationMetrics {
             &metrics.synthesis_restarts,
             &metrics.underruns,
             &metrics.overruns,
-            &metrics.connections_total,
             &metrics.chunks_sent,
             &metrics.bytes_sent,
             &metrics.send_errors,
-            &metrics.dropped_lagged,
             &metrics.client_underruns,
             &metrics.client_reports,
         ] {
@@ -683,8 +695,22 @@ impl StationMetrics {
         metrics
     }
 
-    pub fn disconnected(&self, reason: DisconnectReason) -> &Counter {
-        &self.disconnections[reason as usize]
+    /// Listeners of `transport` connected now.
+    pub fn connections(&self, transport: Transport) -> &Gauge {
+        &self.connections[transport as usize]
+    }
+
+    pub fn connections_total(&self, transport: Transport) -> &Counter {
+        &self.connections_total[transport as usize]
+    }
+
+    pub fn disconnected(&self, transport: Transport, reason: DisconnectReason) -> &Counter {
+        &self.disconnections[transport as usize][reason as usize]
+    }
+
+    /// Chunks skipped by lagging listeners of `transport`.
+    pub fn dropped_lagged(&self, transport: Transport) -> &Counter {
+        &self.dropped_lagged[transport as usize]
     }
 
     pub fn client_report_refused(&self, field: ReportField) -> &Counter {
