@@ -570,3 +570,37 @@ async fn a_player_that_never_reads_is_dropped_and_counted_while_another_keeps_st
     }
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_harness_drives_ogg_opus_mount_listeners() {
+    use auralis::load::{self, LoadConfig, Transport};
+    let server = TestServer::start("mount-load", 27).await;
+    let config = LoadConfig {
+        ramp: Duration::from_millis(300),
+        decode_fraction: 0.5,
+        metrics_url: Some(format!("http://{}/metrics", server.addr)),
+        station: Some("mount-load".to_string()),
+        ..LoadConfig::new(
+            format!("http://{}/stations/mount-load.opus", server.addr),
+            Transport::Http,
+            4,
+            Duration::from_secs(3),
+        )
+    };
+    let report = load::run(&config).await;
+    assert_eq!(report.connected, 4, "{:?}", report.first_errors);
+    let h = &report.healthy;
+    assert_eq!(h.gaps, 0);
+    assert_eq!(h.decoding_clients, 2, "half the clients decode");
+    assert_eq!(h.decode_errors, 0);
+    assert!(
+        h.decoded_chunks >= 2 * 20,
+        "{} chunks decoded",
+        h.decoded_chunks
+    );
+    let per_chunk = h.bytes as f64 / h.chunks.max(1) as f64;
+    assert!(
+        (1_000.0..2_500.0).contains(&per_chunk),
+        "an Ogg page of 128 kbit/s Opus per chunk: {per_chunk:.0} bytes"
+    );
+}

@@ -447,9 +447,11 @@ fn finish_failed(mut tracker: Tracker<'_>, error: String) {
 
 /// A plain HTTP stream reader (an Icecast mount of raw PCM, say) until `end`. Arrivals are
 /// timed per `format.chunk_bytes` of body.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_http(
     url: &str,
     behaviour: Behaviour,
+    decode: bool,
     end: Instant,
     prebuffer_seconds: f64,
     format: PcmFormat,
@@ -463,6 +465,15 @@ pub(crate) async fn run_http(
         Err(_) => return finish_failed(tracker, "connect: timed out".to_string()),
     };
     tracker.connected();
+    if url
+        .split(['?', '#'])
+        .next()
+        .is_some_and(|path| path.ends_with(".opus"))
+    {
+        let decoder = decode
+            .then(|| opus::Decoder::new(48_000, opus::Channels::Stereo).map_err(|e| e.to_string()));
+        return run_ogg_opus(stream, body_start, behaviour, end, decoder, tracker).await;
+    }
     let chunk_bytes = u64::from(format.chunk_bytes.max(1));
     let period =
         Duration::from_secs_f64(chunk_bytes as f64 / f64::from(format.bytes_per_second.max(1)));
@@ -500,6 +511,88 @@ pub(crate) async fn run_http(
                 break;
             }
         };
+    }
+    tracker.finish();
+}
+
+/// An Ogg Opus mount (`/stations/NAME.opus`): each audio page is a chunk, its page sequence
+/// number the chunk's sequence (a skipped page is a gap); a decoding client decodes every packet
+/// and counts a page that fails its checksum or a packet that does not decode as a decode error.
+async fn run_ogg_opus(
+    mut stream: TcpStream,
+    mut pending: Vec<u8>,
+    behaviour: Behaviour,
+    end: Instant,
+    decoder: Option<Result<opus::Decoder, String>>,
+    mut tracker: Tracker<'_>,
+) {
+    let mut decoder = match decoder.transpose() {
+        Ok(decoder) => decoder,
+        Err(e) => return finish_failed(tracker, format!("opus decoder: {e}")),
+    };
+    let mut samples = vec![0f32; 5760 * 2];
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut headers_seen = 0;
+    loop {
+        let now = Instant::now();
+        let mut consumed = 0;
+        loop {
+            let page = match crate::mount::ogg::read_page(&pending[consumed..]) {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(e) => {
+                    tracker.tally.decode_errors += 1;
+                    tracker.fail(format!("Ogg stream: {e}"));
+                    return tracker.finish();
+                }
+            };
+            consumed += page.len;
+            // The identification and comment headers come first.
+            if headers_seen < 2 {
+                headers_seen += 1;
+                continue;
+            }
+            let mut frames = 0usize;
+            let mut failed = false;
+            for packet in &page.packets {
+                frames += opus::packet::get_nb_samples(packet, 48_000).unwrap_or(960);
+                if let Some(decoder) = decoder.as_mut() {
+                    failed |= decoder.decode_float(packet, &mut samples, false).is_err();
+                }
+            }
+            match (&decoder, failed) {
+                (None, _) => {}
+                (Some(_), false) => tracker.tally.decoded_chunks += 1,
+                (Some(_), true) => tracker.tally.decode_errors += 1,
+            }
+            let period = Duration::from_secs_f64(frames as f64 / 48_000.0);
+            tracker.on_sequence(u64::from(page.info.sequence), false);
+            tracker.on_chunk(now, period, page.len as u64, None, false);
+            match behaviour {
+                Behaviour::Healthy => {}
+                Behaviour::SlowReader => tokio::time::sleep(period * 2).await,
+                Behaviour::Stalled => {
+                    tokio::time::sleep_until(end).await;
+                    return tracker.finish();
+                }
+            }
+        }
+        pending.drain(..consumed);
+        if Instant::now() >= end {
+            break;
+        }
+        match tokio::time::timeout_at(end, stream.read(&mut buffer)).await {
+            Err(_) => break,
+            Ok(Ok(0)) => {
+                tracker.fail("server closed the connection".to_string());
+                break;
+            }
+            Ok(Ok(n)) => pending.extend_from_slice(&buffer[..n]),
+            Ok(Err(e)) => {
+                tracker.fail(format!("receive: {e}"));
+                break;
+            }
+        }
     }
     tracker.finish();
 }

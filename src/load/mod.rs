@@ -33,7 +33,8 @@ use server_metrics::{Scrape, ServerView};
 pub enum Transport {
     /// Auralis' WebSocket protocol (`ws://`).
     WebSocket,
-    /// A plain HTTP stream of raw PCM (`http://`), e.g. an Icecast mount.
+    /// A plain HTTP stream (`http://`): raw PCM (an Icecast mount, say), or an Ogg Opus mount
+    /// when the path ends in `.opus`.
     Http,
 }
 
@@ -205,8 +206,9 @@ pub async fn run(config: &LoadConfig) -> LoadReport {
             config.pcm,
         );
         let prebuffer = config.prebuffer.as_secs_f64();
+        let decode = config.decodes(i);
         let websocket = client::WebSocketClient {
-            decode: config.decodes(i),
+            decode,
             behaviour,
             end,
             prebuffer_seconds: prebuffer,
@@ -217,7 +219,8 @@ pub async fn run(config: &LoadConfig) -> LoadReport {
             match transport {
                 Transport::WebSocket => client::run_websocket(&url, websocket, &group, &live).await,
                 Transport::Http => {
-                    client::run_http(&url, behaviour, end, prebuffer, pcm, &group, &live).await
+                    client::run_http(&url, behaviour, decode, end, prebuffer, pcm, &group, &live)
+                        .await
                 }
             }
         }));

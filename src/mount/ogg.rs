@@ -86,6 +86,71 @@ pub fn write_page(
     Ok(())
 }
 
+/// A page read back: its header fields, its packets (none continued), and its length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadPage<'a> {
+    pub info: PageInfo,
+    pub packets: Vec<&'a [u8]>,
+    pub len: usize,
+}
+
+/// Bytes that are not an Ogg page (lost sync, or a checksum that does not match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PageError {
+    #[error("no Ogg capture pattern where a page should start")]
+    NoSync,
+    #[error("Ogg page checksum mismatch")]
+    Checksum,
+}
+
+/// Reads the page at the start of `bytes`: `Ok(None)` while it is not all there yet. A packet
+/// continued on the next page is returned as its part on this one (mounts never continue one).
+///
+/// # Errors
+/// [`PageError`] when `bytes` does not start with a valid page.
+pub fn read_page(bytes: &[u8]) -> Result<Option<ReadPage<'_>>, PageError> {
+    if bytes.iter().zip(b"OggS").any(|(a, b)| a != b) {
+        return Err(PageError::NoSync);
+    }
+    if bytes.len() < 27 {
+        return Ok(None);
+    }
+    let segments = bytes[26] as usize;
+    let Some(lacing) = bytes.get(27..27 + segments) else {
+        return Ok(None);
+    };
+    let len = 27 + segments + lacing.iter().map(|&l| l as usize).sum::<usize>();
+    if bytes.len() < len {
+        return Ok(None);
+    }
+    let mut copy = bytes[..len].to_vec();
+    copy[22..26].fill(0);
+    if crc(&copy).to_le_bytes() != bytes[22..26] {
+        return Err(PageError::Checksum);
+    }
+    let field = |range: std::ops::Range<usize>| &bytes[range];
+    let info = PageInfo {
+        header_type: bytes[5],
+        granule: u64::from_le_bytes(field(6..14).try_into().unwrap_or_default()),
+        serial: u32::from_le_bytes(field(14..18).try_into().unwrap_or_default()),
+        sequence: u32::from_le_bytes(field(18..22).try_into().unwrap_or_default()),
+    };
+    let mut packets = Vec::new();
+    let mut start = 27 + segments;
+    let mut end = start;
+    for &l in lacing {
+        end += l as usize;
+        if l < 255 {
+            packets.push(&bytes[start..end]);
+            start = end;
+        }
+    }
+    if start < end {
+        packets.push(&bytes[start..end]);
+    }
+    Ok(Some(ReadPage { info, packets, len }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +188,29 @@ mod tests {
         assert_eq!(read[1].0, long);
         assert!(read[2].0.is_empty());
         assert_eq!(read[3], (b"second".to_vec(), 9600, 0xfeed));
+    }
+
+    #[test]
+    fn pages_are_read_back_whole_or_not_at_all() {
+        let mut bytes = Vec::new();
+        let info = PageInfo {
+            header_type: 0,
+            granule: 960,
+            serial: 7,
+            sequence: 3,
+        };
+        write_page(&mut bytes, info, &[b"one", b"two"]).unwrap();
+        assert_eq!(read_page(&bytes[..bytes.len() - 1]), Ok(None));
+        let page = read_page(&bytes).unwrap().unwrap();
+        assert_eq!(page.info, info);
+        assert_eq!(page.packets, [&b"one"[..], &b"two"[..]]);
+        assert_eq!(page.len, bytes.len());
+        bytes[30] ^= 0x40;
+        assert_eq!(read_page(&bytes), Err(PageError::Checksum));
+        assert_eq!(
+            read_page(b"not an ogg page at all, no"),
+            Err(PageError::NoSync)
+        );
     }
 
     #[test]
