@@ -365,3 +365,59 @@ async fn chromium_plays_the_stream_reports_stats_and_survives_a_restart() {
     dashboard.screenshot(&artifacts.join("dashboard.png")).await;
     restarted.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_the_opus_mount_in_an_audio_element() {
+    let Some(chromium) = required_tool(
+        find_chromium(),
+        "Chromium",
+        "install Debian's chromium or set AURALIS_CHROMIUM",
+    ) else {
+        return;
+    };
+    let server = TestServer::start("browser-mount", 28).await;
+    let browser = Browser::launch(&chromium);
+    let mut page = Page::open(&browser).await;
+    page.navigate(&format!("http://{}/healthz", server.addr))
+        .await;
+    page.wait_for_value(
+        "document.readyState",
+        "the page loads",
+        Duration::from_secs(30),
+        |state| state == "complete",
+    )
+    .await;
+    let started = page
+        .value(
+            "(() => { window.mount = { errors: [] }; const audio = new Audio('/stations/browser-mount.opus'); \
+             audio.addEventListener('error', () => window.mount.errors.push(audio.error ? audio.error.code : 'error')); \
+             window.mount.audio = audio; audio.play().catch(e => window.mount.errors.push(String(e))); return true; })()",
+        )
+        .await;
+    assert_eq!(started, Value::Bool(true));
+    let state = page
+        .wait_for_value(
+            "({ time: window.mount.audio.currentTime, errors: window.mount.errors })",
+            "the <audio> element plays the mount",
+            Duration::from_secs(30),
+            |state| {
+                !state["errors"].as_array().is_none_or(Vec::is_empty)
+                    || state["time"].as_f64().unwrap_or(0.0) >= 3.0
+            },
+        )
+        .await;
+    assert_eq!(state["errors"], json!([]), "no error event: {state}");
+    let playing = page
+        .value("(window.mount.audio.error === null && !window.mount.audio.paused)")
+        .await;
+    assert_eq!(playing, Value::Bool(true), "still playing");
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "auralis_ws_connections{station=\"browser-mount\",transport=\"http\"}"
+        ),
+        Some(1.0),
+        "one HTTP listener: the element"
+    );
+}
