@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -24,10 +25,11 @@ use crate::control::{
     AccessError, ControlAccess, ControlAck, ControlError, ControlSnapshot, StationControl,
 };
 use crate::edge::origin::OriginError;
+use crate::edge::serve::ConnectionAbort;
 use crate::edge::slots::{ListenerSlot, SlotError};
 use crate::edge::tokens::{now_unix, Scope, TokenError};
 use crate::edge::{EdgeGuards, Rejection};
-use crate::labels::ErrorCode;
+use crate::labels::{DisconnectReason, ErrorCode};
 use crate::mount::serve::MountSession;
 use crate::mount::Mount;
 use crate::stream::hub::StationHub;
@@ -563,6 +565,7 @@ async fn mount_stream(
     Path(file): Path<String>,
     Query(query): Query<MountQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    abort: Option<Extension<ConnectionAbort>>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let requested_at = Instant::now();
@@ -582,7 +585,17 @@ async fn mount_stream(
     tokio::spawn(async move {
         let _done = done;
         let _slot = slot;
-        crate::mount::serve::serve(body_tx, session, settings, shutdown).await;
+        let reason = crate::mount::serve::serve(body_tx, session, settings, shutdown).await;
+        // A player dropped for not reading would never read the body's end either: close its
+        // connection, so it holds no connection slot.
+        if matches!(
+            reason,
+            DisconnectReason::SendTimeout | DisconnectReason::PersistentLag
+        ) {
+            if let Some(Extension(abort)) = abort {
+                abort.abort();
+            }
+        }
     });
     let body = futures_util::stream::poll_fn(move |cx| {
         body_rx

@@ -568,6 +568,9 @@ async fn a_player_that_never_reads_is_dropped_and_counted_while_another_keeps_st
             "the healthy player misses nothing"
         );
     }
+    // The dropped player's connection is closed too (it no longer holds a connection slot):
+    // only the scrape that asks is open.
+    wait_for_metric(&server, "auralis_http_connections", 1.0).await;
     drop(stalled);
 }
 

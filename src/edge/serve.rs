@@ -45,6 +45,23 @@ pub struct EdgeSettings {
     pub send_buffer_bytes: Option<usize>,
 }
 
+/// Lets a handler close its connection outright: a streaming response (an HTTP mount) whose
+/// client stopped reading cannot end its body gracefully, as the end would never be written.
+/// Every request carries one for its connection as an extension.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionAbort(Arc<tokio::sync::Notify>);
+
+impl ConnectionAbort {
+    /// Closes the connection (at once if it is being served, else when it is).
+    pub fn abort(&self) {
+        self.0.notify_one();
+    }
+
+    async fn aborted(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// How long the loop pauses after an accept error such as running out of file descriptors.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Largest request head hyper buffers (the default is 400 KiB; our requests are small).
@@ -154,8 +171,11 @@ async fn serve_connection(
     metrics: &EdgeMetrics,
 ) {
     let request_timeout = settings.request_timeout;
+    let abort = ConnectionAbort::default();
+    let handle = abort.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(handle.clone());
         let app = app.clone();
         async move {
             let handled = app.oneshot(request.map(axum::body::Body::new));
@@ -177,6 +197,10 @@ async fn serve_connection(
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        _ = abort.aborted() => {
+            tracing::debug!(%peer, "closed a connection whose stream was dropped");
+            return;
+        }
         _ = stopped(&mut shutdown) => {
             connection.as_mut().graceful_shutdown();
             connection.as_mut().await

@@ -277,7 +277,7 @@ fn describe_all() {
     describe_histogram!(
         STARTUP,
         Unit::Seconds,
-        "Time from a WebSocket upgrade request to the first audio chunk written to it."
+        "Time from a listener's request (WebSocket upgrade or HTTP mount) to the first audio chunk written to it."
     );
     describe_gauge!(WS_CONNECTIONS, "Listeners connected now.");
     describe_counter!(WS_CONNECTIONS_TOTAL, "Listeners that connected.");
