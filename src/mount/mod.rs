@@ -70,23 +70,23 @@ impl Mount {
     }
 
     /// What a joiner gets before its first chunk: Opus's identification and comment header
-    /// pages, numbered so that the first chunk's page follows them without a gap; FLAC's `fLaC`
-    /// marker and STREAMINFO.
-    pub fn prelude(self, stream: &MountStream, setup: &CodecSetup, first_sequence: u64) -> Vec<u8> {
+    /// pages, numbered 0 and 1 as a stream's first pages are (libogg-based players, VLC among
+    /// them, expect a beginning-of-stream page to be page 0; Icecast replays its headers the same
+    /// way); FLAC's `fLaC` marker and STREAMINFO.
+    pub fn prelude(self, stream: &MountStream, setup: &CodecSetup) -> Vec<u8> {
         match self {
             Mount::Flac => setup.setup.clone(),
             Mount::OggOpus => {
-                let first_page = page_sequence(first_sequence);
                 let mut out = Vec::with_capacity(160);
                 let head = ogg::PageInfo {
                     header_type: ogg::BEGINNING_OF_STREAM,
                     granule: 0,
                     serial: stream.serial,
-                    sequence: first_page.wrapping_sub(2),
+                    sequence: 0,
                 };
                 let tags = ogg::PageInfo {
                     header_type: 0,
-                    sequence: first_page.wrapping_sub(1),
+                    sequence: 1,
                     ..head
                 };
                 // Both headers are far below a page's limit.
@@ -99,7 +99,7 @@ impl Mount {
 }
 
 /// The page sequence number of the chunk with this stream sequence: two after it, as the two
-/// header pages come first. It wraps with the 32-bit field (after 13 years of 100 ms chunks).
+/// header pages come first (a joiner sees one jump, after the headers, as from Icecast). It wraps with the 32-bit field (after 13 years of 100 ms chunks).
 fn page_sequence(sequence: u64) -> u32 {
     (sequence.wrapping_add(2) & u64::from(u32::MAX)) as u32
 }

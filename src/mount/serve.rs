@@ -93,7 +93,7 @@ impl Writer<'_> {
             let Some(setup) = hub.codec_setup(mount.codec()) else {
                 return Err(DisconnectReason::ServerShutdown);
             };
-            let prelude = mount.prelude(&hub.mount, setup, frame.sequence);
+            let prelude = mount.prelude(&hub.mount, setup);
             self.send(Bytes::from(prelude)).await?;
         }
         let len = page.len() as u64;
