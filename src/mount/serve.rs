@@ -17,7 +17,7 @@ use super::Mount;
 use crate::labels::{DisconnectReason, Transport};
 use crate::shutdown::stopped;
 use crate::stream::hub::{Frame, Retained, StationHub};
-use crate::stream::lag::{newest_frame, LagWindow};
+use crate::stream::lag::{skip_to_newest, LagWindow};
 use crate::stream::tally::DeliveryTally;
 use crate::stream::ws::ListenerSettings;
 
@@ -185,16 +185,16 @@ async fn stream(
             Ok(frame) => (frame, false),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 // Fell behind: whole pages are skipped to the newest; the player sees a gap.
-                let (newest, skipped) = newest_frame(&mut frames);
-                hub.metrics
-                    .dropped_lagged(Transport::Http)
-                    .increment(missed + skipped);
-                hub.stats
-                    .dropped
-                    .fetch_add(missed + skipped, Ordering::Relaxed);
-                if lag.skipped(Instant::now(), settings.max_lag_skips_per_minute) {
+                let Ok(newest) = skip_to_newest(
+                    &mut frames,
+                    missed,
+                    hub,
+                    Transport::Http,
+                    &mut lag,
+                    settings.max_lag_skips_per_minute,
+                ) else {
                     return DisconnectReason::PersistentLag;
-                }
+                };
                 match newest.filter(|frame| !writer.sent(frame)) {
                     Some(frame) => (frame, true),
                     None => continue,

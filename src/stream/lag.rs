@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::hub::Frame;
+use super::hub::{Frame, StationHub};
+use crate::labels::Transport;
 
 /// The window over which lag skips are counted.
 const LAG_WINDOW: Duration = Duration::from_secs(60);
@@ -38,7 +39,7 @@ impl LagWindow {
 }
 
 /// Drains the receiver to its newest frame; returns it and how many older ones were skipped.
-pub fn newest_frame(frames: &mut broadcast::Receiver<Frame>) -> (Option<Frame>, u64) {
+fn newest_frame(frames: &mut broadcast::Receiver<Frame>) -> (Option<Frame>, u64) {
     let mut newest = None;
     let mut skipped = 0;
     loop {
@@ -52,6 +53,36 @@ pub fn newest_frame(frames: &mut broadcast::Receiver<Frame>) -> (Option<Frame>, 
             Err(_) => return (newest, skipped),
         }
     }
+}
+
+/// The listener has lagged more often than allowed within the window: disconnect it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaggingTooOften;
+
+/// After a `Lagged(missed)` receive: skips to the newest frame, counts every skipped chunk under
+/// `transport`, and returns the newest frame (`None` when nothing is queued).
+///
+/// # Errors
+/// [`LaggingTooOften`] when this skip is one more than `allowed` within the window.
+pub fn skip_to_newest(
+    frames: &mut broadcast::Receiver<Frame>,
+    missed: u64,
+    hub: &StationHub,
+    transport: Transport,
+    lag: &mut LagWindow,
+    allowed: u32,
+) -> Result<Option<Frame>, LaggingTooOften> {
+    let (newest, skipped) = newest_frame(frames);
+    hub.metrics
+        .dropped_lagged(transport)
+        .increment(missed + skipped);
+    hub.stats
+        .dropped
+        .fetch_add(missed + skipped, std::sync::atomic::Ordering::Relaxed);
+    if lag.skipped(Instant::now(), allowed) {
+        return Err(LaggingTooOften);
+    }
+    Ok(newest)
 }
 
 #[cfg(test)]

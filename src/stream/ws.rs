@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{timeout, Instant};
 
 use super::hub::{Frame, Retained, StationHub};
-use super::lag::{newest_frame, LagWindow};
+use super::lag::{skip_to_newest, LagWindow};
 use super::protocol::{
     parse_client_message, with_flags, ClientMessage, ErrorCode, ResumeOutcome, ResumeReport,
     ServerMessage, FLAG_DISCONTINUITY, FLAG_RESUMED, PROTOCOL_VERSION,
@@ -502,20 +502,19 @@ fn next_frame(
         Ok(frame) => Ok(Some((frame, 0))),
         Err(broadcast::error::RecvError::Lagged(missed)) => {
             // Fell behind: jump to the newest frame and say so.
-            let (newest, skipped) = newest_frame(frames);
-            hub.metrics
-                .dropped_lagged(Transport::WebSocket)
-                .increment(missed + skipped);
-            hub.stats
-                .dropped
-                .fetch_add(missed + skipped, Ordering::Relaxed);
-            if lag.skipped(Instant::now(), settings.max_lag_skips_per_minute) {
-                return Err(Closing::Send {
-                    code: close_code::POLICY_VIOLATION,
-                    reason: "too slow: cannot keep up with the live stream",
-                    why: DisconnectReason::PersistentLag,
-                });
-            }
+            let newest = skip_to_newest(
+                frames,
+                missed,
+                hub,
+                Transport::WebSocket,
+                lag,
+                settings.max_lag_skips_per_minute,
+            )
+            .map_err(|_| Closing::Send {
+                code: close_code::POLICY_VIOLATION,
+                reason: "too slow: cannot keep up with the live stream",
+                why: DisconnectReason::PersistentLag,
+            })?;
             // The newest can be one already sent (a resume sends up to the newest retained).
             let unsent = newest.filter(|frame| {
                 delivery
