@@ -6,8 +6,13 @@
 #    as raw PCM (`-f s16le`, Content-Type audio/L16;rate=48000;channels=2; icecast2 relays it with
 #    its generic handler, and sends no ICY metadata to a client that does not ask for it), or as
 #    an Ogg/Opus mount (ffmpeg's libopus at the same bit rate, 20 ms frames, 100 ms Ogg pages so
-#    that pages arrive as often as auralis' chunks). The harness reads the HTTP body as bytes and
-#    times arrivals per 100 ms of the nominal byte rate.
+#    that pages arrive as often as auralis' chunks). The harness reads a raw PCM body as bytes and
+#    times arrivals per 100 ms of the nominal byte rate; an Ogg/Opus body page by page (a page is
+#    a chunk, its sequence number the chunk's), so startup is the time to the first audio page
+#    after the headers: the first decodable audio.
+#  - With CODEC=opus auralis is measured twice: its WebSocket listeners (`?codec=opus`) and its
+#    own Ogg Opus HTTP mount (`/stations/default.opus`, one page per chunk), the latter the same
+#    kind of stream, read the same way, as icecast2's mount.
 #  - The servers are measured one after the other, each pinned alone to core 0. `auralis load`
 #    runs on core 1, and so does ffmpeg while icecast2 is measured, so that the core under test
 #    only runs the server. Auralis' CPU includes synthesizing the music; icecast2's does not
@@ -240,6 +245,11 @@ main() {
   for n in $levels; do
     measure auralis "$aur_pid" "ws://127.0.0.1:${aur_port}/ws?codec=${aur_codec}" "$n"
   done
+  if [ "$codec" = opus ]; then
+    for n in $levels; do
+      measure auralis-http "$aur_pid" "http://127.0.0.1:${aur_port}/stations/default.opus" "$n"
+    done
+  fi
   stop aur_pid
 
   python3 - "$out" "$(getconf CLK_TCK)" "$run_seconds" "$ramp" "$ice_queue" "$ice_burst" \
@@ -250,8 +260,9 @@ out, hz, run_seconds, ramp = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), 
 ice_queue, ice_burst = int(sys.argv[5]), int(sys.argv[6])
 codec, opus_bitrate = sys.argv[7], int(sys.argv[8])
 stream = "raw PCM, 1536 kbit/s" if codec == "pcm" else f"Opus at {opus_bitrate // 1000} kbit/s"
-servers = ("auralis", "icecast")
+servers = ("auralis", "auralis-http", "icecast") if codec == "opus" else ("auralis", "icecast")
 results = {s: {} for s in servers}
+names = {"auralis": "auralis WebSocket", "auralis-http": "auralis Ogg mount", "icecast": "icecast2"}
 
 def get(d, path):
     for key in path.split("."):
@@ -300,7 +311,7 @@ for line in open(os.path.join(out, "runs.tsv")):
         and p99 is not None and p99 <= 150)
     results[server][n] = r
 
-levels = sorted(set(results["auralis"]) | set(results["icecast"]))
+levels = sorted(set().union(*(results[s] for s in servers)))
 
 def cell(key, fmt):
     def show(server, n):
@@ -310,14 +321,14 @@ def cell(key, fmt):
         if isinstance(v, bool):
             return "yes" if v else "**no**"
         return fmt.format(v)
-    return lambda n: f"{show('auralis', n)} / {show('icecast', n)}"
+    return lambda n: " / ".join(show(server, n) for server in servers)
 
 def startup(n):
     def one(server):
         r = results[server].get(n, {})
         a, b = r.get("startup_p50_ms"), r.get("startup_p99_ms")
         return "-" if a is None or b is None else f"{a:.0f}, {b:.0f}"
-    return f"{one('auralis')} / {one('icecast')}"
+    return " / ".join(one(server) for server in servers)
 
 columns = [
     ("passed", cell("passed", "{}")),
@@ -334,10 +345,11 @@ columns = [
     ("harness exit", cell("harness_exit", "{}")),
 ]
 lines = [
-    f"auralis vs icecast2 ({stream}), each pinned alone to core 0, harness on core 1; "
+    f"{' vs '.join(names[s] for s in servers)} ({stream}), each server pinned alone to core 0, "
+    "harness on core 1; "
     f"{run_seconds:g} s per "
     f"level after a {ramp:g} s ramp; icecast2 queue-size {ice_queue} B, burst-size {ice_burst} B.",
-    "Each cell: auralis / icecast2.",
+    "Each cell: " + " / ".join(names[s] for s in servers) + ".",
     "",
     "| listeners | " + " | ".join(name for name, _ in columns) + " |",
     "|---:|" + "---|" * len(columns),

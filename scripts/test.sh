@@ -25,9 +25,11 @@ done
 # mesa-vulkan-drivers: lavapipe, the Vulkan driver on the CPU that the GPU renderer's tests run on
 # where no GPU exists; cmake: builds the bundled libopus; ffmpeg: the independent Opus decoder the
 # codec tests check the stream against, and ffprobe, which reads the HTTP mounts; mpv: a standard
-# player the mount tests play the live Ogg Opus stream with. (python3, which reads the advisory snapshot, comes with the machine's
+# player the mount tests play the live Ogg Opus stream with; haproxy, openssl: the TLS terminator
+# (and the private CA that signs its certificate) the native clients are tested through;
+# iproute2: the network namespaces, veth pairs and tbf shaper of the constrained-link test. (python3, which reads the advisory snapshot, comes with the machine's
 # toolchain image.)
-packages=(cmake ffmpeg mpv curl chromium prometheus prometheus-alertmanager libasound2-dev libasound2-plugins pkg-config jackd2 mesa-vulkan-drivers)
+packages=(cmake ffmpeg mpv haproxy openssl iproute2 curl chromium prometheus prometheus-alertmanager libasound2-dev libasound2-plugins pkg-config jackd2 mesa-vulkan-drivers)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

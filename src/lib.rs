@@ -6,8 +6,10 @@
 //! [`stream::hub`] (fan out) ->
 //! [`stream::ws`] (one task pair per listener). [`telemetry`] records every stage; [`http`] serves
 //! it all; [`server::run`] wires it together. On the listening side, [`listen`] plays a stream
-//! through the sound card and [`load`] measures many listeners at once.
+//! through the sound card and [`load`] measures many listeners at once, both over TLS with
+//! [`client_tls`].
 
+pub mod client_tls;
 pub mod clock;
 pub mod codec;
 pub mod config;

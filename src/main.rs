@@ -53,9 +53,13 @@ struct TokenArgs {
 
 #[derive(Args, Debug)]
 struct ListenArgs {
-    /// Stream URL, e.g. ws://127.0.0.1:8080/ws.
+    /// Stream URL, e.g. ws://127.0.0.1:8080/ws, or wss://HOST/ws through TLS.
     #[arg(default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
+    /// For a wss:// URL: trust only the CA certificates in this PEM file instead of the
+    /// system's roots (a private CA).
+    #[arg(long, env = "AURALIS_CA")]
+    ca: Option<PathBuf>,
     /// Station to listen to (appended as ?station=).
     #[arg(long)]
     station: Option<String>,
@@ -258,10 +262,15 @@ struct RenderArgs {
 
 #[derive(Args, Debug)]
 struct LoadArgs {
-    /// Stream URL: `ws://HOST:PORT/ws` for auralis, `http://HOST:PORT/MOUNT` for a plain HTTP
-    /// stream of raw PCM (an Icecast mount, say).
+    /// Stream URL: `ws://HOST:PORT/ws` for auralis, `http://HOST:PORT/stations/NAME.opus` for
+    /// its Ogg Opus mount, `http://HOST:PORT/MOUNT` for a plain HTTP stream of raw PCM (an
+    /// Icecast mount, say); `wss://` and `https://` through TLS.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
+    /// For wss:// and https:// URLs: trust only the CA certificates in this PEM file instead
+    /// of the system's roots (a private CA).
+    #[arg(long, env = "AURALIS_CA")]
+    ca: Option<PathBuf>,
     /// Station to listen to (appended as ?station=).
     #[arg(long)]
     station: Option<String>,
@@ -522,7 +531,7 @@ fn load(args: LoadArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let transport = auralis::load::Transport::of_url(&args.url).with_context(|| {
         format!(
-            "--url {:?}: expected ws://HOST:PORT/ws or http://HOST:PORT/PATH",
+            "--url {:?}: expected ws[s]://HOST:PORT/ws or http[s]://HOST:PORT/PATH",
             args.url
         )
     })?;
@@ -536,6 +545,7 @@ fn load(args: LoadArgs) -> anyhow::Result<()> {
             "--codec must be opus, flac or pcm_s16le (got {codec:?})"
         );
     }
+    let tls = auralis::client_tls::ClientTls::for_url(&args.url, args.ca.as_deref())?;
     let url = with_query(args.url, "station", args.station.as_deref());
     let url = with_query(url, "codec", args.codec.as_deref());
     let url = with_query(url, "token", args.token.as_ref().map(Secret::expose));
@@ -571,6 +581,7 @@ fn load(args: LoadArgs) -> anyhow::Result<()> {
         },
         threads: args.threads,
         progress: true,
+        tls,
     };
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -620,11 +631,13 @@ fn listen(args: ListenArgs) -> anyhow::Result<()> {
         "--codec must be opus, flac or pcm_s16le (got {:?})",
         args.codec
     );
+    let tls = auralis::client_tls::ClientTls::for_url(&args.url, args.ca.as_deref())?;
     let url = with_query(args.url, "station", args.station.as_deref());
     let url = with_query(url, "codec", Some(&args.codec));
     let url = with_query(url, "token", args.token.as_ref().map(Secret::expose));
     let config = auralis::listen::ListenConfig {
         url,
+        tls,
         device: args.device,
         buffer: Duration::from_millis(args.buffer_ms),
         record_to: args.out,

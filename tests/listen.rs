@@ -10,6 +10,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use auralis::stream::protocol::FrameHeader;
+use common::tls_terminator::TlsTerminator;
 use common::*;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -181,31 +182,63 @@ fn wav_samples(path: &Path) -> Vec<i16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_alsa_plays_is_exactly_what_the_server_sent() {
-    exact_through_alsa("pcm_s16le").await;
+    exact_through_alsa("pcm_s16le", Route::Direct).await;
 }
 
 /// FLAC is lossless: decoded by the listener, it plays the very samples the PCM stream carries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flac_plays_bit_exact_through_alsa() {
-    exact_through_alsa("flac").await;
+    exact_through_alsa("flac", Route::Direct).await;
+}
+
+/// `auralis listen wss://…` through a TLS terminator (HAProxy) whose certificate a private CA
+/// signed, trusted with `--ca`: the same bit-exact audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flac_over_wss_through_a_tls_terminator_plays_bit_exact() {
+    exact_through_alsa("flac", Route::TlsTerminator).await;
+}
+
+/// How the listener reaches the server.
+#[derive(Clone, Copy, PartialEq)]
+enum Route {
+    Direct,
+    TlsTerminator,
 }
 
 /// The listener receives `codec` and plays it through ALSA; the capture is compared with what a
 /// PCM listener of the same station received at the same time.
-async fn exact_through_alsa(codec: &str) {
+async fn exact_through_alsa(codec: &str, route: Route) {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(alsa) = PacedAlsa::start(&format!("exact-{codec}")) else {
+    let tag = match route {
+        Route::Direct => format!("exact-{codec}"),
+        Route::TlsTerminator => format!("tls-{codec}"),
+    };
+    let Some(alsa) = PacedAlsa::start(&tag) else {
         return;
     };
-    let station = format!("listen-exact-{}", codec.replace('_', "-"));
+    let station = format!("listen-{tag}").replace('_', "-");
     let server = TestServer::start(&station, 91).await;
     let url = server.ws_url(&format!("/ws?station={station}"));
+    let terminator = match route {
+        Route::Direct => None,
+        Route::TlsTerminator => match TlsTerminator::start(server.addr) {
+            Some(terminator) => Some(terminator),
+            None => return,
+        },
+    };
+    let listen_url = terminator.as_ref().map_or_else(
+        || url.clone(),
+        |t| t.url("wss", &format!("/ws?station={station}")),
+    );
     let reference = tokio::spawn(reference_stream(format!("{url}&codec=pcm_s16le"), 8));
     let recording = alsa.dir.join("played.wav");
     let mut command = alsa.listen();
+    if let Some(terminator) = &terminator {
+        command.arg("--ca").arg(&terminator.ca);
+    }
     command
         .args([
-            &url,
+            &listen_url,
             "--codec",
             codec,
             "--buffer-ms",

@@ -63,8 +63,10 @@ pub struct ListenStats {
 /// What `auralis listen` was asked to do.
 #[derive(Clone, Debug)]
 pub struct ListenConfig {
-    /// `ws://HOST:PORT/ws[?station=NAME]`.
+    /// `ws://HOST:PORT/ws[?station=NAME]`, or `wss://` through TLS.
     pub url: String,
+    /// TLS for a `wss://` URL; `None` for `ws://`.
+    pub tls: Option<crate::client_tls::ClientTls>,
     /// Output device: a name or id as `--list-devices` prints it; the default device if `None`.
     pub device: Option<String>,
     /// Audio queued before playback starts (and after an underrun).
@@ -78,7 +80,7 @@ pub struct ListenConfig {
 /// Why listening stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    #[error("bad URL {0:?}: expected ws://HOST:PORT/ws (optionally ?station=NAME)")]
+    #[error("bad URL {0:?}: expected ws[s]://HOST:PORT/ws (optionally ?station=NAME)")]
     BadUrl(String),
     #[error("cannot connect to {url}: {reason}")]
     Connect { url: String, reason: String },

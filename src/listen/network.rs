@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use super::drift::DriftControl;
 use super::resample::Resampler;
 use super::{ListenError, ListenStats, PlaybackShared};
+use crate::client_tls::ClientTls;
 use crate::clock::unix_nanos;
 use crate::clock::ClockOffset;
 use crate::codec::decode::{decoded_to_s16, DecodeError, StreamDecoder};
@@ -289,6 +290,7 @@ enum Ended {
 /// the last chunk received (`resume_from`), or at the live edge when the server cannot.
 pub async fn run(
     url: &str,
+    tls: Option<&ClientTls>,
     feeder: &mut Feeder,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ListenError> {
@@ -298,7 +300,12 @@ pub async fn run(
     loop {
         let connected = tokio::select! {
             () = &mut stop => return Ok(()),
-            c = tokio_tungstenite::connect_async(feeder.resume_url(url)) => c,
+            c = tokio_tungstenite::connect_async_tls_with_config(
+                feeder.resume_url(url),
+                None,
+                false,
+                tls.map(ClientTls::connector),
+            ) => c,
         };
         let socket = match connected {
             Ok((socket, _)) => socket,

@@ -117,7 +117,8 @@ fn choose_config(device: &cpal::Device) -> Result<cpal::SupportedStreamConfig, L
 
 /// Plays `config.url` until the duration passes or the process is interrupted.
 pub fn play(config: &ListenConfig) -> Result<ListenSummary, ListenError> {
-    if !config.url.to_ascii_lowercase().starts_with("ws://") {
+    let scheme = config.url.to_ascii_lowercase();
+    if !scheme.starts_with("ws://") && !scheme.starts_with("wss://") {
         return Err(ListenError::BadUrl(crate::edge::tokens::redact_url(
             &config.url,
         )));
@@ -204,7 +205,7 @@ pub fn play(config: &ListenConfig) -> Result<ListenSummary, ListenError> {
                 None => crate::shutdown::shutdown_signal().await,
             }
         };
-        let result = network::run(&config.url, &mut feeder, stop).await;
+        let result = network::run(&config.url, config.tls.as_ref(), &mut feeder, stop).await;
         status.abort();
         result
     });

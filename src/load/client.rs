@@ -10,9 +10,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::MaybeTlsStream;
 
 use super::playout::Playout;
 use super::report::{record_us, Group, Tally};
+use crate::client_tls::ClientTls;
 use crate::clock::unix_nanos;
 use crate::clock::ClockOffset;
 use crate::codec::decode::{DecodeError, StreamDecoder};
@@ -221,6 +223,7 @@ pub(crate) struct WebSocketClient {
 /// A WebSocket listener until `end`; with `reconnect`, across lost connections.
 pub(crate) async fn run_websocket(
     url: &str,
+    tls: Option<&ClientTls>,
     client: WebSocketClient,
     group: &Group,
     live: &LiveCounters,
@@ -229,8 +232,13 @@ pub(crate) async fn run_websocket(
     let mut backoff = RECONNECT_FIRST;
     loop {
         let target = tracker.resume_url(url);
-        let connected =
-            tokio::time::timeout_at(client.end, tokio_tungstenite::connect_async(target)).await;
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            target,
+            None,
+            false,
+            tls.map(ClientTls::connector),
+        );
+        let connected = tokio::time::timeout_at(client.end, connect).await;
         let socket = match connected {
             Ok(Ok((socket, _))) => socket,
             Ok(Err(_)) if tracker.lost_at.is_some() && Instant::now() < client.end => {
@@ -265,9 +273,7 @@ pub(crate) async fn run_websocket(
 
 /// One connection until `end` (`Ok`) or until it is lost (the error).
 async fn session(
-    mut socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    mut socket: tokio_tungstenite::WebSocketStream<MaybeTlsStream<TcpStream>>,
     client: WebSocketClient,
     tracker: &mut Tracker<'_>,
 ) -> Result<(), String> {
@@ -445,21 +451,36 @@ fn finish_failed(mut tracker: Tracker<'_>, error: String) {
     tracker.finish();
 }
 
+/// How an HTTP stream client runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HttpReader {
+    pub behaviour: Behaviour,
+    /// Decode every payload (Ogg Opus mounts; raw PCM needs no decoding).
+    pub decode: bool,
+    pub end: Instant,
+    pub prebuffer_seconds: f64,
+    /// The layout of a raw PCM stream.
+    pub format: PcmFormat,
+}
+
 /// A plain HTTP stream reader (an Icecast mount of raw PCM, say) until `end`. Arrivals are
 /// timed per `format.chunk_bytes` of body.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_http(
     url: &str,
-    behaviour: Behaviour,
-    decode: bool,
-    end: Instant,
-    prebuffer_seconds: f64,
-    format: PcmFormat,
+    tls: Option<&ClientTls>,
+    reader: HttpReader,
     group: &Group,
     live: &LiveCounters,
 ) {
+    let HttpReader {
+        behaviour,
+        decode,
+        end,
+        prebuffer_seconds,
+        format,
+    } = reader;
     let mut tracker = Tracker::new(group, live, prebuffer_seconds);
-    let (mut stream, body_start) = match tokio::time::timeout_at(end, http_get(url)).await {
+    let (mut stream, body_start) = match tokio::time::timeout_at(end, http_get(url, tls)).await {
         Ok(Ok(opened)) => opened,
         Ok(Err(e)) => return finish_failed(tracker, e.to_string()),
         Err(_) => return finish_failed(tracker, "connect: timed out".to_string()),
@@ -519,7 +540,7 @@ pub(crate) async fn run_http(
 /// number the chunk's sequence (a skipped page is a gap); a decoding client decodes every packet
 /// and counts a page that fails its checksum or a packet that does not decode as a decode error.
 async fn run_ogg_opus(
-    mut stream: TcpStream,
+    mut stream: MaybeTlsStream<TcpStream>,
     mut pending: Vec<u8>,
     behaviour: Behaviour,
     end: Instant,
@@ -600,10 +621,14 @@ async fn run_ogg_opus(
 /// Why an HTTP request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("bad URL {0:?}: expected http://HOST[:PORT]/PATH")]
+    #[error("bad URL {0:?}: expected http[s]://HOST[:PORT]/PATH")]
     BadUrl(String),
+    #[error("{0:?} is an https:// URL, but no TLS set-up was given")]
+    NoTls(String),
     #[error("connect: {0}")]
     Connect(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
     #[error("HTTP I/O: {0}")]
     Io(std::io::Error),
     #[error("HTTP response head missing or longer than {HTTP_HEAD_LIMIT} bytes")]
@@ -612,24 +637,35 @@ pub enum HttpError {
     Status(String),
 }
 
-/// Sends `GET` over HTTP/1.0 and reads the response head. Returns the stream and the body bytes
-/// read past the head. A streaming reader needs nothing more than this, so no HTTP client crate
-/// is pulled in.
-pub async fn http_get(url: &str) -> Result<(TcpStream, Vec<u8>), HttpError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| HttpError::BadUrl(url.to_string()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(HttpError::BadUrl(url.to_string()));
-    }
-    let host = uri
-        .host()
-        .ok_or_else(|| HttpError::BadUrl(url.to_string()))?;
-    let port = uri.port_u16().unwrap_or(80);
+/// Sends `GET` over HTTP/1.0 (through TLS for `https://`, with `tls`) and reads the response
+/// head. Returns the stream and the body bytes read past the head. A streaming reader needs
+/// nothing more than this, so no HTTP client crate is pulled in.
+pub async fn http_get(
+    url: &str,
+    tls: Option<&ClientTls>,
+) -> Result<(MaybeTlsStream<TcpStream>, Vec<u8>), HttpError> {
+    let bad_url = || HttpError::BadUrl(crate::edge::tokens::redact_url(url));
+    let uri: Uri = url.parse().map_err(|_| bad_url())?;
+    let secure = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(bad_url()),
+    };
+    let host = uri.host().ok_or_else(bad_url)?;
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut stream = TcpStream::connect((host, port))
+    // `Uri::host` keeps an IPv6 address's brackets; connecting needs the bare address.
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = TcpStream::connect((bare_host, port))
         .await
         .map_err(HttpError::Connect)?;
+    let mut stream = match (secure, tls) {
+        (false, _) => MaybeTlsStream::Plain(tcp),
+        (true, Some(tls)) => tls.connect(host, tcp).await.map_err(HttpError::Tls)?,
+        (true, None) => {
+            return Err(HttpError::NoTls(crate::edge::tokens::redact_url(url)));
+        }
+    };
     let request = format!("GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: auralis-load\r\nAccept: */*\r\n\r\n");
     stream
         .write_all(request.as_bytes())
@@ -662,8 +698,8 @@ pub async fn http_get(url: &str) -> Result<(TcpStream, Vec<u8>), HttpError> {
 }
 
 /// `GET` a whole (non-streaming) HTTP/1.0 body, e.g. `/metrics`.
-pub async fn http_get_body(url: &str) -> Result<String, HttpError> {
-    let (mut stream, mut body) = http_get(url).await?;
+pub async fn http_get_body(url: &str, tls: Option<&ClientTls>) -> Result<String, HttpError> {
+    let (mut stream, mut body) = http_get(url, tls).await?;
     stream.read_to_end(&mut body).await.map_err(HttpError::Io)?;
     Ok(String::from_utf8_lossy(&body).into_owned())
 }

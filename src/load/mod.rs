@@ -25,16 +25,17 @@ pub use client::{Behaviour, LiveCounters, PcmFormat};
 pub use report::{summary, GroupReport, LoadReport, Percentiles};
 pub use slo::{Slo, SloError};
 
+use crate::client_tls::ClientTls;
 use report::{Group, HarnessReport};
 use server_metrics::{Scrape, ServerView};
 
 /// How the listeners connect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// Auralis' WebSocket protocol (`ws://`).
+    /// Auralis' WebSocket protocol (`ws://`, or `wss://` through TLS).
     WebSocket,
-    /// A plain HTTP stream (`http://`): raw PCM (an Icecast mount, say), or an Ogg Opus mount
-    /// when the path ends in `.opus`.
+    /// A plain HTTP stream (`http://`, or `https://`): raw PCM (an Icecast mount, say), or an
+    /// Ogg Opus mount when the path ends in `.opus`.
     Http,
 }
 
@@ -42,9 +43,9 @@ impl Transport {
     /// Chosen by the URL's scheme.
     pub fn of_url(url: &str) -> Option<Self> {
         let lower = url.to_ascii_lowercase();
-        if lower.starts_with("ws://") {
+        if lower.starts_with("ws://") || lower.starts_with("wss://") {
             Some(Transport::WebSocket)
-        } else if lower.starts_with("http://") {
+        } else if lower.starts_with("http://") || lower.starts_with("https://") {
             Some(Transport::Http)
         } else {
             None
@@ -101,12 +102,14 @@ pub struct LoadConfig {
     /// WebSocket clients reconnect when their connection is lost, resuming after the last
     /// chunk they hold (a lost connection then counts as a reconnect, not a disconnect).
     pub reconnect: bool,
+    /// TLS for `wss://` and `https://` URLs (the stream's and the metrics'); required there.
+    pub tls: Option<ClientTls>,
 }
 
 impl LoadConfig {
     /// `clients` healthy listeners for `duration`, started at once, with a 200 ms simulated
     /// prebuffer, no thresholds, no server view, 48 kHz 16-bit stereo for `http://` streams, one
-    /// thread and no progress bar.
+    /// thread, no progress bar and no TLS set-up.
     pub fn new(
         url: impl Into<String>,
         transport: Transport,
@@ -133,6 +136,7 @@ impl LoadConfig {
             threads: 1,
             progress: false,
             reconnect: false,
+            tls: None,
         }
     }
 
@@ -199,11 +203,12 @@ pub async fn run(config: &LoadConfig) -> LoadReport {
             slow_clients += 1;
             Arc::clone(&slow)
         };
-        let (url, live, transport, pcm) = (
+        let (url, live, transport, pcm, tls) = (
             config.url.clone(),
             Arc::clone(&live),
             config.transport,
             config.pcm,
+            config.tls.clone(),
         );
         let prebuffer = config.prebuffer.as_secs_f64();
         let decode = config.decodes(i);
@@ -217,10 +222,18 @@ pub async fn run(config: &LoadConfig) -> LoadReport {
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(started + offset).await;
             match transport {
-                Transport::WebSocket => client::run_websocket(&url, websocket, &group, &live).await,
+                Transport::WebSocket => {
+                    client::run_websocket(&url, tls.as_ref(), websocket, &group, &live).await
+                }
                 Transport::Http => {
-                    client::run_http(&url, behaviour, decode, end, prebuffer, pcm, &group, &live)
-                        .await
+                    let reader = client::HttpReader {
+                        behaviour,
+                        decode,
+                        end,
+                        prebuffer_seconds: prebuffer,
+                        format: pcm,
+                    };
+                    client::run_http(&url, tls.as_ref(), reader, &group, &live).await
                 }
             }
         }));
@@ -305,7 +318,11 @@ async fn scrape_after(
 
 async fn scrape(config: &LoadConfig) -> Option<Result<Scrape, String>> {
     let url = config.metrics_url.as_deref()?;
-    let fetched = tokio::time::timeout(Duration::from_secs(5), client::http_get_body(url)).await;
+    let fetched = tokio::time::timeout(
+        Duration::from_secs(5),
+        client::http_get_body(url, config.tls.as_ref()),
+    )
+    .await;
     Some(match fetched {
         Ok(Ok(body)) => Ok(Scrape::parse(&body, config.station.as_deref())),
         Ok(Err(e)) => Err(format!("{url}: {e}")),
@@ -410,7 +427,12 @@ mod tests {
             Transport::of_url("http://h:1/live.pcm"),
             Some(Transport::Http)
         );
-        assert_eq!(Transport::of_url("wss://h/ws"), None);
+        assert_eq!(Transport::of_url("wss://h/ws"), Some(Transport::WebSocket));
+        assert_eq!(
+            Transport::of_url("https://h/stations/a.opus"),
+            Some(Transport::Http)
+        );
+        assert_eq!(Transport::of_url("ftp://h/x"), None);
         assert_eq!(
             metrics_url_for("ws://127.0.0.1:8080/ws?station=a").as_deref(),
             Some("http://127.0.0.1:8080/metrics")

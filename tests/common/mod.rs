@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: a server on port 0, WebSocket and HTTP clients.
 #![allow(dead_code)]
 
+pub mod tls_terminator;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
